@@ -1,0 +1,29 @@
+"""Multimodal models: the encode/fuse interface, missing embeddings and registered fusion methods."""
+
+from __future__ import annotations
+
+from clinfuse.fusion import attention, concat, gated, late
+from clinfuse.fusion.base import (
+    DEFAULT_ENCODERS,
+    ModalitySpec,
+    MultimodalModel,
+    build_model,
+    modality_dropout,
+)
+from clinfuse.fusion.registry import FusionOutput, create_fusion, list_fusions, register_fusion
+
+__all__ = [
+    "DEFAULT_ENCODERS",
+    "FusionOutput",
+    "ModalitySpec",
+    "MultimodalModel",
+    "attention",
+    "build_model",
+    "concat",
+    "create_fusion",
+    "gated",
+    "late",
+    "list_fusions",
+    "modality_dropout",
+    "register_fusion",
+]

@@ -1,0 +1,246 @@
+"""The multimodal model: per-modality encoders, learned "missing" embeddings and a fusion head.
+
+``encode`` runs each encoder only on the rows where its modality is present; ``fuse`` substitutes the learned
+missing embedding for absent rows and applies the fusion method. The split lets explanations call the cheap
+``fuse`` over every coalition of modalities (``present = coalition & actual presence``) without re-encoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from clinfuse.config import EncoderConfig, FusionConfig
+from clinfuse.encoders import create_encoder, encoder_accepts, encoder_kind, list_encoders, load_weights
+from clinfuse.errors import ConfigError
+from clinfuse.fusion.registry import FusionOutput, create_fusion
+
+ModalityType = Literal["image", "tabular", "genomic"]
+
+DEFAULT_ENCODERS: dict[str, str] = {"image": "resnet10", "tabular": "mlp", "genomic": "snn"}
+
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@dataclass
+class ModalitySpec:
+    """What :func:`build_model` needs to know about one modality.
+
+    Args:
+        type: ``image``, ``tabular`` or ``genomic``.
+        encoder: the modality's encoder settings (``name=None`` picks the default for ``type``).
+        in_features: tabular/genomic: number of preprocessed features.
+        spatial_dims: image: 2 or 3.
+        in_channels: image: number of channels.
+        image_size: image: per-axis input size (needed by ``vit``, checked by ``densenet121``).
+        gene_mask: genomic: optional 0/1 array ``(in_features, n_groups)`` for a pathway-masked first layer.
+    """
+
+    type: ModalityType
+    encoder: EncoderConfig
+    in_features: int | None = None
+    spatial_dims: int | None = None
+    in_channels: int = 1
+    image_size: list[int] | None = None
+    gene_mask: np.ndarray | None = None
+
+
+class MultimodalModel(nn.Module):
+    """Encoders, missing embeddings and a fusion head behind the ``encode``/``fuse`` interface.
+
+    Args:
+        encoders: one encoder per modality (each with ``.embed_dim``), in presence-column order.
+        head: a registered fusion head taking the list of filled embeddings and ``present``.
+        method: the fusion method's name (kept for logging and reports).
+    """
+
+    def __init__(self, encoders: dict[str, nn.Module], head: nn.Module, method: str) -> None:
+        super().__init__()
+        self.modalities: list[str] = list(encoders)
+        self.method = method
+        self.encoders = nn.ModuleDict(encoders)
+        # Zeros: an absent modality starts as a neutral input and the model learns what "absent" means.
+        self.missing = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(enc.embed_dim)) for m, enc in encoders.items()}
+        )
+        self.head = head
+
+    @property
+    def embed_dims(self) -> dict[str, int]:
+        """Embedding size of each modality."""
+        return {m: int(self.missing[m].shape[0]) for m in self.modalities}
+
+    def encode(self, inputs: dict[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Embed each modality on the rows where it is present.
+
+        Args:
+            inputs: modality name → batch tensor (image ``(B, C, *spatial)``, tables ``(B, F)``); values of
+                absent rows are ignored (they may be zeros or NaN); a modality absent from every row may be
+                left out.
+            present: bool ``(B, M)`` in modality order.
+
+        Returns:
+            modality name → ``(B, D_m)`` embeddings, zeros on absent rows.
+        """
+        present = present.bool()
+        batch = present.shape[0]
+        out: dict[str, torch.Tensor] = {}
+        for i, m in enumerate(self.modalities):
+            rows = present[:, i].nonzero(as_tuple=True)[0]
+            reference = self.missing[m]
+            if rows.numel() == 0:
+                out[m] = reference.new_zeros(batch, reference.shape[0])
+                continue
+            if m not in inputs:
+                raise KeyError(f"modality {m!r} is present in {rows.numel()} rows but has no input tensor")
+            x = inputs[m].index_select(0, rows.to(inputs[m].device))
+            emb = _run_encoder(self.encoders[m], x)
+            out[m] = emb.new_zeros(batch, emb.shape[1]).index_copy(0, rows.to(emb.device), emb)
+        return out
+
+    def fuse(self, embeddings: dict[str, torch.Tensor], present: torch.Tensor) -> FusionOutput:
+        """Substitute missing embeddings on absent rows and apply the fusion head.
+
+        Args:
+            embeddings: modality name → ``(B, D_m)``; a modality left out counts as absent on every row.
+            present: bool ``(B, M)`` in modality order.
+
+        Returns:
+            :class:`FusionOutput` with ``logits (B, n_outputs)`` and ``gates (B, M) | None``.
+        """
+        present = present.bool()
+        batch = present.shape[0]
+        filled = []
+        for i, m in enumerate(self.modalities):
+            missing = self.missing[m].unsqueeze(0).expand(batch, -1)
+            emb = embeddings.get(m)
+            # torch.where (not arithmetic masking) so NaN or inf in absent rows never leaks into the output.
+            filled.append(missing if emb is None else torch.where(present[:, i : i + 1], emb, missing))
+        return self.head(filled, present)
+
+    def forward(self, inputs: dict[str, torch.Tensor], present: torch.Tensor) -> FusionOutput:
+        """``fuse(encode(inputs, present), present)``."""
+        return self.fuse(self.encode(inputs, present), present)
+
+    @staticmethod
+    def modality_dropout(
+        present: torch.Tensor, rate: float, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """See :func:`modality_dropout`."""
+        return modality_dropout(present, rate, generator)
+
+
+def modality_dropout(
+    present: torch.Tensor, rate: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Randomly hide present modalities (training augmentation), never emptying a row.
+
+    Args:
+        present: bool ``(B, M)`` actual presence.
+        rate: probability of hiding each present modality.
+        generator: optional random generator (on ``present``'s device) for reproducibility.
+
+    Returns:
+        bool ``(B, M)`` thinned presence; a row that would lose all its modalities keeps one of them,
+        chosen uniformly at random.
+    """
+    present = present.bool()
+    if rate <= 0.0:
+        return present.clone()
+    keep = torch.rand(present.shape, generator=generator, device=present.device) >= rate
+    thinned = present & keep
+    emptied = present.any(dim=1) & ~thinned.any(dim=1)
+    scores = torch.rand(present.shape, generator=generator, device=present.device).masked_fill(~present, -1.0)
+    rescue = torch.zeros_like(present).scatter_(1, scores.argmax(dim=1, keepdim=True), True)
+    return thinned | (rescue & emptied.unsqueeze(1))
+
+
+def build_model(specs: dict[str, ModalitySpec], fusion: FusionConfig, n_outputs: int) -> MultimodalModel:
+    """Build encoders and the fusion head for the given modalities.
+
+    Args:
+        specs: modality name → :class:`ModalitySpec`, in presence-column order (one entry: a unimodal model).
+        fusion: fusion settings (``fusion.method`` picks the registered head).
+        n_outputs: logits per patient: 1 for binary and survival, K for multiclass.
+    """
+    if not specs:
+        raise ConfigError("no modalities to model; list at least one in the config's modalities")
+    if n_outputs < 1:
+        raise ValueError(f"n_outputs must be positive, got {n_outputs}")
+    for name in specs:
+        if not name or "." in name or name in dir(nn.ModuleDict):
+            raise ConfigError(f"modality name {name!r} cannot name a model part; rename it in cohort.yaml")
+    encoders = {name: _build_encoder(name, spec) for name, spec in specs.items()}
+    head = create_fusion(fusion.method, [enc.embed_dim for enc in encoders.values()], n_outputs, fusion)
+    return MultimodalModel(encoders, head, fusion.method)
+
+
+def _build_encoder(name: str, spec: ModalitySpec) -> nn.Module:
+    cfg = spec.encoder
+    encoder_name = cfg.name or DEFAULT_ENCODERS[spec.type]
+    if encoder_name not in list_encoders():
+        raise ConfigError(
+            f"encoders.{name}.name: unknown encoder {encoder_name!r}; "
+            f"choose one of: {', '.join(list_encoders())}"
+        )
+    expected = "image" if spec.type == "image" else "tabular"
+    if encoder_kind(encoder_name) != expected:
+        raise ConfigError(
+            f"encoders.{name}.name: {encoder_name!r} cannot encode the {spec.type} modality {name!r}; "
+            f"choose one of: {', '.join(list_encoders(expected))}"
+        )
+    if spec.type == "image":
+        if spec.spatial_dims is None:
+            raise ValueError(f"ModalitySpec of image modality {name!r} needs spatial_dims")
+        return create_encoder(
+            encoder_name,
+            spatial_dims=spec.spatial_dims,
+            in_channels=spec.in_channels,
+            embed_dim=cfg.embed_dim,
+            image_size=spec.image_size,
+            weights=cfg.weights,
+            dropout=cfg.dropout,
+        )
+    if spec.in_features is None:
+        raise ValueError(f"ModalitySpec of {spec.type} modality {name!r} needs in_features")
+    kwargs: dict[str, object] = {}
+    if spec.gene_mask is not None:
+        if not encoder_accepts(encoder_name, "gene_mask"):
+            raise ConfigError(
+                f"encoders.{name}.gene_groups needs an encoder that supports gene groups (snn), "
+                f"not {encoder_name!r}; set encoders.{name}.name: snn"
+            )
+        kwargs["gene_mask"] = spec.gene_mask
+    encoder = create_encoder(
+        encoder_name,
+        in_features=spec.in_features,
+        embed_dim=cfg.embed_dim,
+        hidden=list(cfg.hidden),
+        dropout=cfg.dropout,
+        **kwargs,
+    )
+    if cfg.weights is not None:
+        load_weights(encoder, cfg.weights)
+    return encoder
+
+
+def _run_encoder(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Run an encoder; a lone training row uses batch-norm running statistics instead of failing.
+
+    Gathering only present rows can leave one image in a training batch, and batch norm cannot estimate
+    statistics from a single sample.
+    """
+    norms = [m for m in encoder.modules() if isinstance(m, _BATCH_NORMS) and m.training]
+    if x.shape[0] > 1 or not norms:
+        return encoder(x)
+    for norm in norms:
+        norm.eval()
+    try:
+        return encoder(x)
+    finally:
+        for norm in norms:
+            norm.train()

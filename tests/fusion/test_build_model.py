@@ -1,0 +1,125 @@
+"""build_model: default encoders, configuration errors and modality dropout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_specs
+from monai.networks.nets import ResNet
+
+from clinfuse.config import EncoderConfig, FusionConfig
+from clinfuse.encoders.image import ImageEncoder
+from clinfuse.encoders.tabular import MaskedLinear, MLPEncoder, SNNEncoder
+from clinfuse.errors import ConfigError
+from clinfuse.fusion import DEFAULT_ENCODERS, ModalitySpec, MultimodalModel, build_model, modality_dropout
+
+
+def test_default_encoders_by_type(gene_mask: np.ndarray) -> None:
+    specs = make_specs()
+    specs["rna"].gene_mask = gene_mask
+    model = build_model(specs, FusionConfig(), n_outputs=1)
+    assert DEFAULT_ENCODERS == {"image": "resnet10", "tabular": "mlp", "genomic": "snn"}
+    assert isinstance(model.encoders["ct"], ImageEncoder) and isinstance(
+        model.encoders["ct"].backbone, ResNet
+    )
+    assert isinstance(model.encoders["clinical"], MLPEncoder)
+    assert isinstance(model.encoders["rna"], SNNEncoder)
+    assert isinstance(model.encoders["rna"].net[0], MaskedLinear)
+    assert model.modalities == ["ct", "clinical", "rna"]
+    assert model.embed_dims == {"ct": 8, "clinical": 6, "rna": 4}
+    assert model.method == "gated"
+
+
+def test_named_encoder_and_tabular_weights(tmp_path: Path) -> None:
+    specs = make_specs()
+    specs["clinical"].encoder = EncoderConfig(name="snn", embed_dim=6, hidden=[8])
+    torch.manual_seed(0)
+    first = build_model(specs, FusionConfig(method="concat"), 1)
+    path = tmp_path / "clinical.pt"
+    torch.save(first.encoders["clinical"].state_dict(), path)
+    specs["clinical"].encoder = EncoderConfig(name="snn", embed_dim=6, hidden=[8], weights=path)
+    second = build_model(specs, FusionConfig(method="concat"), 1)
+    x = torch.randn(3, 5)
+    torch.testing.assert_close(second.encoders["clinical"].eval()(x), first.encoders["clinical"].eval()(x))
+
+
+@pytest.mark.parametrize(
+    ("modality", "encoder", "message"),
+    [
+        ("ct", "resnet9", r"encoders.ct.name: unknown encoder 'resnet9'; choose one of: densenet121"),
+        (
+            "ct",
+            "mlp",
+            r"encoders.ct.name: 'mlp' cannot encode the image modality 'ct'; choose one of: densenet121",
+        ),
+        (
+            "clinical",
+            "vit",
+            r"encoders.clinical.name: 'vit' cannot encode the tabular .* choose one of: mlp, snn",
+        ),
+    ],
+)
+def test_bad_encoder_names(modality: str, encoder: str, message: str) -> None:
+    specs = make_specs()
+    specs[modality].encoder = EncoderConfig(name=encoder)
+    with pytest.raises(ConfigError, match=message):
+        build_model(specs, FusionConfig(), 1)
+
+
+def test_gene_mask_needs_snn(gene_mask: np.ndarray) -> None:
+    specs = make_specs()
+    specs["rna"].encoder = EncoderConfig(name="mlp")
+    specs["rna"].gene_mask = gene_mask
+    with pytest.raises(ConfigError, match="encoders.rna.gene_groups needs .* snn"):
+        build_model(specs, FusionConfig(), 1)
+
+
+def test_unknown_fusion_lists_choices() -> None:
+    with pytest.raises(
+        ConfigError, match="fusion.method: unknown method 'bilinear'; choose one of: attention, concat"
+    ):
+        build_model(make_specs(), FusionConfig(method="bilinear"), 1)
+
+
+@pytest.mark.parametrize("name", ["a.b", "", "keys"])
+def test_unusable_modality_names(name: str) -> None:
+    spec = ModalitySpec(type="tabular", encoder=EncoderConfig(), in_features=3)
+    with pytest.raises(ConfigError, match="cannot name a model part"):
+        build_model({name: spec}, FusionConfig(), 1)
+
+
+def test_no_modalities() -> None:
+    with pytest.raises(ConfigError, match="no modalities"):
+        build_model({}, FusionConfig(), 1)
+
+
+def test_modality_dropout_rate_and_rows() -> None:
+    generator = torch.Generator().manual_seed(0)
+    present = torch.ones(20000, 3, dtype=torch.bool)
+    present[:5000, 1] = False
+    present[5000:7000, :2] = False  # single-modality rows
+    thinned = modality_dropout(present, 0.3, generator)
+    assert thinned.dtype == torch.bool
+    assert not torch.any(thinned & ~present)  # never invents a modality
+    assert torch.all(thinned.any(dim=1))
+    assert torch.all(thinned[5000:7000, 2])  # a lone modality is always kept
+    full = thinned[7000:]
+    # Drop 0.3 each, minus the rescued rows where all three were dropped (0.3³ of rows, one kept).
+    assert 1 - full.float().mean().item() == pytest.approx(0.3 - 0.3**3 / 3, abs=0.01)
+    rescued = thinned[7000:].sum(dim=1) == 1
+    # Rescued modality is uniform: each column gets about a third of the single-kept rows.
+    counts = thinned[7000:][rescued].float().mean(dim=0)
+    assert torch.all((counts > 0.25) & (counts < 0.42))
+
+
+def test_modality_dropout_is_reproducible_and_off_at_zero() -> None:
+    present = torch.rand(50, 3, generator=torch.Generator().manual_seed(1)) > 0.3
+    present[:, 0] |= ~present.any(dim=1)
+    a = modality_dropout(present, 0.5, torch.Generator().manual_seed(7))
+    b = MultimodalModel.modality_dropout(present, 0.5, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, present)
+    assert torch.equal(modality_dropout(present, 0.0), present)
