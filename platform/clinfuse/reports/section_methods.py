@@ -1,0 +1,112 @@
+"""The ``methods`` and ``reproducibility`` sections: how each number was computed and how to get it again."""
+
+from __future__ import annotations
+
+from clinfuse.reports.markup import Raw, esc, heading, missing, note, para, section, table
+from clinfuse.reports.run_folder import RunFolder
+
+_HOW = (
+    "Modality contributions are exact Shapley values over modality coalitions: the model is evaluated on "
+    "every subset S of the patient's modalities (2^M forward passes of the fusion head), and φ_m averages"
+    " m's marginal effect f(S ∪ {m}) − f(S) with the Shapley weights. Values are in logit space (log-risk"
+    " for survival); for multiclass tasks they explain the logit of the predicted class.",
+    "A modality that is left out of a coalition, or that the patient lacks, is replaced by the model's "
+    "learned missing embedding, which the model saw during training through modality dropout. So f(∅) is "
+    "the model's output with every modality replaced by its missing embedding, not an average over other "
+    "patients.",
+    "Efficiency holds: for every patient f(∅) + Σ φ_m = f(x) (checked in the contributions section). A "
+    "modality the patient lacks gets φ = 0.",
+    "Within-modality attributions (top clinical variables, top genes) are SHAP values of the modality's "
+    "encoder path; they sum to the difference between the patient's output and the output with that "
+    "modality's background inputs, not to the modality's φ. Image overlays are saliency maps: where the "
+    "image encoder is sensitive, not a segmentation.",
+    "Test metrics come from the held-out test split, which was never used for training, model selection "
+    "or thresholds; confidence intervals are percentile bootstraps over test patients. Fold means and sds"
+    " are over the cross-validation validation folds. The classification threshold was chosen on "
+    "validation folds.",
+)
+
+_NOT = (
+    "Not causal: φ says how much the trained model's output moved when a modality was available, not what"
+    " would happen to the patient if the measurement changed.",
+    "Gates are not explanations: gate values are internal mixing weights; attention-like weights need not"
+    " agree with a modality's effect on the output (Jain & Wallace, 2019, 'Attention is not "
+    "Explanation').",
+    "Contributions describe this model on this cohort: a modality with a small φ may still be informative"
+    " to a differently trained model, and correlated modalities share credit through the interaction "
+    "terms.",
+)
+
+_CAVEATS = (
+    "Patients lacking a modality are not missing at random in most clinical cohorts; the model may learn "
+    "from the pattern of missingness itself (a missing embedding is a learned signal).",
+    "Small test sets give wide confidence intervals; differences between models inside overlapping "
+    "intervals and p-values uncorrected for multiple comparisons should not be over-read.",
+    "Identifiers are pseudonymous and identifier columns are never used as features; re-identification "
+    "risk remains for rare combinations of clinical values.",
+)
+
+
+def _list(items: tuple[str, ...]) -> Raw:
+    return Raw("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in items) + "</ul>")
+
+
+def methods_section(run: RunFolder) -> Raw:
+    """How each number was computed, what it does not mean, and data caveats."""
+    parts = [
+        heading("How the numbers were computed"),
+        _list(_HOW),
+        heading("What the values do not mean"),
+        _list(_NOT),
+        heading("Data caveats"),
+        _list(_CAVEATS),
+    ]
+    if run.problems:
+        parts += [heading("Files that could not be read"), _list(tuple(run.problems))]
+    return section("methods", "Methods and limitations", parts)
+
+
+def reproducibility_section(run: RunFolder) -> Raw:
+    """Config, cohort hash, code commit, versions, seed and MLflow run id."""
+    info = run.run_info
+    parts: list[str] = []
+    if not info:
+        parts.append(
+            missing("run_info.json", "the run id, cohort hash, commit, versions and seed are unknown")
+        )
+    else:
+        keys = (
+            ("MLflow run id", "run_id"),
+            ("experiment", "experiment"),
+            ("run name", "run_name"),
+            ("cohort", "cohort_name"),
+            ("cohort hash (sha256)", "cohort_hash"),
+            ("code commit", "git_commit"),
+            ("seed", "seed"),
+            ("device", "device"),
+            ("task", "task"),
+            ("primary model", "model_name"),
+            ("started", "started"),
+        )
+        rows = [(label, info[key]) for label, key in keys if info.get(key) is not None]
+        if info.get("classes"):
+            rows.append(("classes", ", ".join(str(c) for c in info["classes"])))
+        if info.get("modalities"):
+            rows.append(("modalities", ", ".join(str(m) for m in info["modalities"])))
+        parts.append(table(["", "value"], [(k, str(v)) for k, v in rows], css="repro"))
+        versions = info.get("versions") or {}
+        if versions:
+            parts += [
+                heading("Versions"),
+                table(["package", "version"], [(k, str(v)) for k, v in versions.items()]),
+            ]
+    parts.append(heading("Resolved config"))
+    config = run.get("config.yaml")
+    if config is None:
+        parts.append(missing("config.yaml", "the resolved configuration is not shown"))
+    else:
+        parts.append(Raw(f"<pre>{esc(config)}</pre>"))
+    if run.missing:
+        parts.append(note("Files absent from the run folder: " + ", ".join(run.missing) + "."))
+    parts.append(para(f"Run folder: {run.path.name}"))
+    return section("reproducibility", "Reproducibility", parts)

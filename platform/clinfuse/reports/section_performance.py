@@ -1,0 +1,205 @@
+"""The ``performance`` section: test metrics with CIs, curves, folds, model comparison, learning curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from clinfuse.reports import plots
+from clinfuse.reports.markup import Raw, details, figure, heading, missing, note, para, section, table
+from clinfuse.reports.run_folder import RunFolder, held_out_predictions, label_indices
+
+_HEADLINE = ("auroc", "macro_auroc", "auroc_macro", "c_index", "balanced_accuracy")
+
+
+def headline_metric(metrics: list[str]) -> str | None:
+    """The metric a comparison is summarised by: AUROC (binary/multiclass) or C-index (survival)."""
+    for name in _HEADLINE:
+        if name in metrics:
+            return name
+    return metrics[0] if metrics else None
+
+
+def _metrics_table(entry: dict[str, Any]) -> Raw:
+    test, test_ci = entry.get("test") or {}, entry.get("test_ci") or {}
+    mean, sd = entry.get("fold_mean") or {}, entry.get("fold_sd") or {}
+    names = list(dict.fromkeys([*test, *mean]))
+    rows = []
+    for name in names:
+        low, high = (list(test_ci.get(name) or []) + [None, None])[:2]
+        rows.append((name, test.get(name), low, high, mean.get(name), sd.get(name)))
+    return table(["metric", "test", "CI low", "CI high", "fold mean", "fold sd"], rows, css="metrics")
+
+
+def _folds_table(entry: dict[str, Any]) -> Raw | None:
+    folds = [f for f in entry.get("folds") or [] if isinstance(f, dict)]
+    if not folds:
+        return None
+    names = list(dict.fromkeys(k for fold in folds for k in fold))
+    rows = [(f"fold {i}", *(fold.get(n) for n in names)) for i, fold in enumerate(folds)]
+    return table(["fold", *names], rows)
+
+
+def _curves(run: RunFolder) -> list[str]:
+    predictions, chosen = held_out_predictions(run)
+    if predictions is None:
+        return [missing("predictions.csv", "no ROC, precision-recall or calibration curves are drawn")]
+    if run.task == "survival":
+        outcome = "event" if "event" in predictions.columns else "label"
+        if "risk" not in predictions.columns or outcome not in predictions.columns:
+            return [note("predictions.csv has no 'risk' or 'event' column, so survival plots are not drawn.")]
+        time = predictions["time"].to_numpy(float) if "time" in predictions.columns else None
+        event = (label_indices(predictions[outcome], run.classes) == 1).astype(int)
+        fig = plots.survival_curves(predictions["risk"].to_numpy(float), event, time)
+        parts = [figure(fig, "Risk distribution by outcome", f"Computed from {chosen}.")]
+        if time is None:
+            parts.append(note("predictions.csv holds no 'time' column, so no Kaplan-Meier split is drawn."))
+        return parts
+    classes = run.classes
+    y = label_indices(predictions["label"], classes)
+    if run.task == "multiclass" or len(classes) > 2:
+        columns = [f"prob_{c}" for c in classes]
+        if not set(columns) <= set(predictions.columns):
+            return [note(f"predictions.csv lacks the columns {', '.join(columns)}, so no curves are drawn.")]
+        prob = predictions[columns].to_numpy(float)
+    elif "prob" in predictions.columns:
+        positive = predictions["prob"].to_numpy(float)
+        prob = np.column_stack([1.0 - positive, positive])
+    else:
+        return [note("predictions.csv has no 'prob' column, so no curves are drawn.")]
+    keep = (y >= 0) & np.isfinite(prob).all(axis=1)
+    if len(np.unique(y[keep])) < 2:
+        return [note(f"The {chosen} hold a single class, so ROC and PR curves are undefined.")]
+    fig = plots.classification_curves(y[keep], prob[keep], classes)
+    return [
+        figure(fig, "ROC, precision-recall and calibration curves", f"Computed from {chosen} ({keep.sum()}).")
+    ]
+
+
+_OPTIONAL_COLUMNS = {
+    "fold_mean": "fold mean",
+    "fold_sd": "fold sd",
+    "diff_vs_best_unimodal": "diff vs best unimodal",
+}
+
+
+def _all_models(metrics: dict[str, Any] | None) -> list[str]:
+    """Every model's test metrics from metrics.json, one row per model."""
+    entries = {m: e for m, e in (metrics or {}).items() if isinstance(e, dict) and e.get("test")}
+    if not entries:
+        return []
+    names = list(dict.fromkeys(k for e in entries.values() for k in e["test"]))
+    rows = [(m, str(e.get("kind", "")), *(e["test"].get(n) for n in names)) for m, e in entries.items()]
+    return [details("Test metrics of every model (metrics.json)", [table(["model", "kind", *names], rows)])]
+
+
+def _comparison(run: RunFolder) -> list[str]:
+    frame = run.get("comparison.csv")
+    if frame is None:
+        return [missing("comparison.csv", "the model is not compared with unimodal and fusion baselines")]
+    needed = {"model", "metric", "value"}
+    if not needed <= set(frame.columns):
+        return [note(f"comparison.csv lacks the columns {', '.join(sorted(needed - set(frame.columns)))}.")]
+    for column in ("kind", "ci_low", "ci_high", "p_vs_best_unimodal"):
+        if column not in frame.columns:
+            frame = frame.assign(**{column: np.nan})
+    metric = headline_metric(list(dict.fromkeys(frame["metric"].astype(str))))
+    head = frame[frame["metric"].astype(str) == metric].sort_values("value", ascending=False)
+    extras = [c for c in _OPTIONAL_COLUMNS if c in head.columns]
+    primary = run.primary_model
+    rows = [
+        (
+            f"{r['model']} (primary)" if str(r["model"]) == primary else str(r["model"]),
+            str(r["kind"]),
+            r["value"],
+            r["ci_low"],
+            r["ci_high"],
+            *(r[c] for c in extras),
+            r["p_vs_best_unimodal"],
+        )
+        for _, r in head.iterrows()
+    ]
+    headers = ["model", "kind", metric or "value", "CI low", "CI high"]
+    headers += [*(_OPTIONAL_COLUMNS[c] for c in extras), "p vs best unimodal"]
+    best = ""
+    if "best_unimodal" in head.columns and head["best_unimodal"].notna().any():
+        best = f" (here {head['best_unimodal'].dropna().astype(str).iloc[0]}, chosen on validation folds)"
+    parts = [
+        heading(f"Comparison with baselines ({metric}, test set)"),
+        table(headers, rows, css="comparison"),
+        para(
+            "p vs best unimodal: paired bootstrap test of each model against the best single-modality "
+            f"model{best} on the same test patients; it is not corrected for the number of models compared."
+        ),
+    ]
+    if frame["metric"].nunique() > 1:
+        every = [
+            (
+                str(r["model"]),
+                str(r["kind"]),
+                str(r["metric"]),
+                r["value"],
+                r["ci_low"],
+                r["ci_high"],
+                r["p_vs_best_unimodal"],
+            )
+            for _, r in frame.iterrows()
+        ]
+        headers = ["model", "kind", "metric", "value", "CI low", "CI high", "p vs best unimodal"]
+        parts.append(details("Every row of comparison.csv", [table(headers, every)]))
+    return parts + _all_models(run.get("metrics.json"))
+
+
+def _learning(run: RunFolder) -> list[str]:
+    history = run.get("history.csv")
+    if history is None:
+        return [missing("history.csv", "no learning curves are drawn")]
+    if not {"epoch", "train_loss"} <= set(history.columns):
+        return [note("history.csv lacks 'epoch' or 'train_loss', so no learning curves are drawn.")]
+    val_columns = [c for c in history.columns if c.startswith("val_")]
+    preferred = run.run_info.get("primary_metric") or headline_metric([c[len("val_") :] for c in val_columns])
+    metric = f"val_{preferred}" if f"val_{preferred}" in val_columns else (val_columns or [None])[0]
+    if "model" not in history.columns:
+        history = history.assign(model=run.primary_model or "model")
+    curves: dict[str, dict[str, np.ndarray]] = {}
+    for model, rows in history.groupby(history["model"].astype(str), sort=False):
+        mean = rows.groupby("epoch")[[c for c in ("train_loss", metric) if c]].mean()
+        curve = {"epoch": mean.index.to_numpy(), "train_loss": mean["train_loss"].to_numpy()}
+        if metric:
+            curve["val"] = mean[metric].to_numpy()
+        curves[model] = curve
+    label = metric[len("val_") :] if metric else None
+    fig = plots.learning_curves(curves, label)
+    return [heading("Learning curves"), figure(fig, "Learning curves", "Means over cross-validation folds.")]
+
+
+def performance_section(run: RunFolder) -> Raw:
+    """Test metrics with CIs, curves, per-fold results, comparison with baselines and learning curves."""
+    parts: list[str] = []
+    metrics = run.get("metrics.json")
+    primary = run.primary_model
+    entry = (metrics or {}).get(primary) if primary else None
+    if metrics is None:
+        parts.append(missing("metrics.json", "test metrics and confidence intervals are not shown"))
+    elif not isinstance(entry, dict):
+        parts.append(note(f"metrics.json holds no entry for the primary model {primary!r}."))
+    else:
+        level = run.run_info.get("ci_level")
+        ci_text = f"{100 * float(level):.0f}%" if level else "bootstrap"
+        parts += [
+            heading(f"Primary model: {primary}"),
+            para(
+                f"Test metrics with {ci_text} confidence intervals (bootstrap over test patients), and the "
+                "mean ± sd of the validation metric over cross-validation folds."
+            ),
+            _metrics_table(entry),
+        ]
+        folds = _folds_table(entry)
+        if folds is not None:
+            parts.append(details("Per-fold validation metrics", [folds]))
+    parts.append(heading("Curves"))
+    parts.extend(_curves(run))
+    parts.extend(_comparison(run))
+    parts.extend(_learning(run))
+    return section("performance", "Performance", parts)
