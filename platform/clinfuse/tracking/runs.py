@@ -1,0 +1,144 @@
+"""Run lifecycle: parent and child runs that always end with a truthful status.
+
+A run left ``RUNNING`` after a crash misleads whoever reads the store later, so every run opened here ends
+``FINISHED`` on success, ``FAILED`` on an exception and ``KILLED`` on Ctrl-C or SIGTERM (see
+:func:`install_sigterm_handler`). Child runs left open by an interrupted block are closed with their parent.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import mlflow
+from mlflow import ActiveRun, MlflowClient
+
+from clinfuse.tracking.store import get_run, setup_tracking
+
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"received signal {signum}")
+
+
+def install_sigterm_handler() -> Any:
+    """Turn SIGTERM into KeyboardInterrupt so a terminated job ends its runs ``KILLED``.
+
+    Only the main thread may install signal handlers; elsewhere this does nothing.
+
+    Returns:
+        The previous handler (to restore with ``signal.signal``), or ``None`` when nothing was installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+
+
+def _ancestors(run_id: str, client: MlflowClient) -> set[str]:
+    ancestors: set[str] = set()
+    parent = client.get_run(run_id).data.tags.get(PARENT_TAG)
+    while parent and parent not in ancestors:
+        ancestors.add(parent)
+        parent = client.get_run(parent).data.tags.get(PARENT_TAG)
+    return ancestors
+
+
+def _end(run_id: str, status: str) -> None:
+    """End ``run_id`` with ``status``, first closing any of its descendants still active above it."""
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id != run_id:
+        client = MlflowClient()
+        while active is not None and run_id in _ancestors(active.info.run_id, client):
+            mlflow.end_run(status=status)
+            active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status=status)
+    elif MlflowClient().get_run(run_id).info.status == "RUNNING":
+        MlflowClient().set_terminated(run_id, status=status)
+
+
+@contextmanager
+def tracked_run(
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    nested: bool = False,
+    run_id: str | None = None,
+    experiment_id: str | None = None,
+    description: str | None = None,
+) -> Iterator[ActiveRun]:
+    """Open an MLflow run for the ``with`` block and end it ``FINISHED``, ``FAILED`` or ``KILLED``.
+
+    Args:
+        run_name: display name of a new run.
+        tags: tags set at creation.
+        nested: open as a child of the active run.
+        run_id: reopen this existing run instead of creating one.
+        experiment_id: experiment of a new run (default: the active experiment).
+        description: run description shown in the UI.
+
+    Yields:
+        The active run; its id is ``run.info.run_id``.
+    """
+    run = mlflow.start_run(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        run_name=run_name,
+        nested=nested,
+        tags=tags,
+        description=description,
+    )
+    status = "FINISHED"
+    try:
+        yield run
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        _end(run.info.run_id, status)
+
+
+@contextmanager
+def start_parent_run(
+    experiment: str,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    tracking_uri: str | None = None,
+) -> Iterator[ActiveRun]:
+    """Open the top-level run of ``clinfuse run`` in ``experiment`` (created if needed).
+
+    Args:
+        experiment: experiment name.
+        run_name: display name of the run.
+        tags: tags set at creation.
+        tracking_uri: store to use (default: the one already set, see ``setup_tracking``).
+    """
+    experiment_id = setup_tracking(tracking_uri or mlflow.get_tracking_uri(), experiment)
+    with tracked_run(run_name=run_name, tags=tags, experiment_id=experiment_id) as run:
+        yield run
+
+
+@contextmanager
+def start_child_run(name: str, tags: dict[str, str] | None = None) -> Iterator[ActiveRun]:
+    """Open a run nested in the active run (one per model and fold, say)."""
+    with tracked_run(run_name=name, tags=tags, nested=True) as run:
+        yield run
+
+
+@contextmanager
+def resume_run(run_id: str) -> Iterator[ActiveRun]:
+    """Reopen an existing run (e.g. to add explanations to a finished run).
+
+    Raises:
+        RunError: the run does not exist in the current tracking store.
+    """
+    get_run(run_id)
+    with tracked_run(run_id=run_id) as run:
+        yield run

@@ -1,0 +1,159 @@
+"""Where runs are stored: the tracking URI, experiments, run look-up, artifact download and the MLflow UI.
+
+By default a project keeps everything next to itself: ``mlflow.db`` (MLflow's embedded SQLite store) and
+``mlartifacts/`` for the artifacts, so nothing needs a server and a whole project folder can be archived.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+
+from clinfuse.errors import RunError
+
+DB_NAME = "mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+_SQLITE_PREFIX = "sqlite:///"
+
+
+def resolve_tracking_uri(config_uri: str | None, project_dir: str | Path) -> str:
+    """The tracking URI to use: the config's value, else ``MLFLOW_TRACKING_URI``, else a local SQLite store.
+
+    Args:
+        config_uri: ``tracking.uri`` of the experiment config (``None`` when unset).
+        project_dir: folder that holds ``mlflow.db`` and ``mlartifacts/`` when nothing else is configured.
+
+    Returns:
+        A URI such as ``sqlite:////abs/project/mlflow.db`` or ``http://host:5000``.
+    """
+    if config_uri:
+        return config_uri
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if env_uri:
+        return env_uri
+    return f"{_SQLITE_PREFIX}{(Path(project_dir).resolve() / DB_NAME).as_posix()}"
+
+
+def local_artifact_root(tracking_uri: str) -> Path | None:
+    """``mlartifacts/`` beside a local SQLite database; ``None`` for other stores (they choose themselves)."""
+    if not tracking_uri.startswith(_SQLITE_PREFIX):
+        return None
+    db_path = Path(tracking_uri[len(_SQLITE_PREFIX) :])
+    return db_path.parent / ARTIFACT_DIR
+
+
+def setup_tracking(tracking_uri: str, experiment: str) -> str:
+    """Point MLflow at ``tracking_uri`` and make ``experiment`` the active experiment (created if needed).
+
+    A new experiment on a local SQLite store keeps its artifacts in ``mlartifacts/<experiment>`` beside the
+    database, never in the current working directory.
+
+    Args:
+        tracking_uri: from :func:`resolve_tracking_uri`.
+        experiment: experiment name.
+
+    Returns:
+        The experiment id.
+    """
+    artifact_root = local_artifact_root(tracking_uri)
+    if artifact_root is not None:
+        artifact_root.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        location = None
+        if artifact_root is not None:
+            location = (artifact_root / _slug(experiment)).resolve().as_uri()
+        try:
+            experiment_id = client.create_experiment(experiment, artifact_location=location)
+        except MlflowException:
+            # Another process created it between our look-up and creation.
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                raise
+            experiment_id = found.experiment_id
+    else:
+        if found.lifecycle_stage == "deleted":
+            raise RunError(
+                f"MLflow experiment {experiment!r} is deleted in {tracking_uri}; restore it in the MLflow UI "
+                "or choose another `name:` in the config"
+            )
+        experiment_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "experiment"
+
+
+def get_run(run_id: str) -> Run:
+    """The MLflow run ``run_id`` in the current tracking store.
+
+    Raises:
+        RunError: the run does not exist there.
+    """
+    uri = mlflow.get_tracking_uri()
+    try:
+        return MlflowClient(uri).get_run(run_id)
+    except MlflowException:
+        raise RunError(
+            f"run id {run_id} not found in {uri}; list runs with `clinfuse runs` / the MLflow UI"
+        ) from None
+
+
+def download_run_artifacts(run_id: str, dst: str | Path, artifact_path: str | None = None) -> Path:
+    """Copy a run's artifacts (or one artifact folder/file of it) to ``dst`` and return the local path.
+
+    Raises:
+        RunError: the run does not exist in the current tracking store.
+    """
+    get_run(run_id)
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(dst))
+    return Path(local)
+
+
+def ui_command(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """The ``mlflow ui`` command line serving ``tracking_uri``."""
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri]
+    artifact_root = local_artifact_root(tracking_uri)
+    if artifact_root is not None:
+        # Runs of experiments created elsewhere still land beside the database rather than in the cwd.
+        command += ["--default-artifact-root", artifact_root.resolve().as_uri()]
+    return [*command, "--host", host, "--port", str(port)]
+
+
+def launch_ui(
+    tracking_uri: str, host: str = "127.0.0.1", port: int = 5000, block: bool = True
+) -> subprocess.Popen[bytes]:
+    """Start the MLflow UI on ``tracking_uri`` and print its address.
+
+    Args:
+        tracking_uri: the store to browse (see :func:`resolve_tracking_uri`).
+        host: interface to bind; keep ``127.0.0.1`` so patient-level results stay on this machine.
+        port: TCP port.
+        block: wait until the UI exits (Ctrl-C stops it); otherwise return at once.
+
+    Returns:
+        The UI process.
+    """
+    process = subprocess.Popen(ui_command(tracking_uri, host, port))
+    print(f"MLflow UI for {tracking_uri} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    if block:
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait()
+    return process
