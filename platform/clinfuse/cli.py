@@ -1,0 +1,261 @@
+"""The ``clinfuse`` command line: a thin typer app over library functions.
+
+Every command is a few lines calling functions a notebook user could call. :func:`main` turns any
+:class:`~clinfuse.errors.ClinfuseError` into one ``error: ...`` line per problem on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from clinfuse.errors import ClinfuseError
+
+# Locals are never shown in tracebacks: they can hold patient data.
+app = typer.Typer(
+    help="clinfuse: multimodal clinical diagnosis with gated fusion.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+cohort_app = typer.Typer(help="Validate, synthesise and export cohorts.", no_args_is_help=True)
+app.add_typer(cohort_app, name="cohort")
+
+
+def _pairs(items: list[str], option: str) -> dict[str, float]:
+    """Parse ``NAME=NUMBER`` option values."""
+    pairs: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            pairs[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ClinfuseError(f"{option} {item!r}: expected MODALITY=NUMBER, e.g. {option} imaging=0.2")
+    return pairs
+
+
+@cohort_app.command("check")
+def cohort_check(
+    path: Path = typer.Argument(..., help="Cohort folder (holding cohort.yaml)."),
+    folds: int | None = typer.Option(None, help="Also check every class has enough patients for K folds."),
+    test_fraction: float | None = typer.Option(
+        None, help="Held-out test share used with --folds (default 0.2)."
+    ),
+) -> None:
+    """Open every table and image of a cohort and summarise it; exit 2 listing every problem."""
+    from clinfuse.cohort import check_cohort
+
+    report = check_cohort(path, folds=folds, test_fraction=test_fraction)
+    if report.summary:
+        typer.echo(report.render(problems=False))
+    if report.problems:
+        raise ClinfuseError.from_list(report.problems)
+
+
+@cohort_app.command("synth")
+def cohort_synth(
+    out: Path = typer.Argument(..., help="Folder to write the synthetic cohort into."),
+    patients: int = typer.Option(120, help="Number of patients."),
+    spatial_dims: int = typer.Option(3, help="2 (PNG) or 3 (NIfTI)."),
+    size: int = typer.Option(24, help="Image side length."),
+    seed: int = typer.Option(0, help="Random seed."),
+    uninformative: list[str] = typer.Option([], help="Modality whose weight is 0 (repeatable)."),
+    missing_rate: list[str] = typer.Option(
+        [], help="MODALITY=RATE share of patients lacking it (repeatable)."
+    ),
+    signal: list[str] = typer.Option([], help="MODALITY=WEIGHT logit weight of a modality (repeatable)."),
+    genes: int = typer.Option(200, help="Genes in genomic.csv."),
+) -> None:
+    """Write a synthetic cohort with known truth (truth.json)."""
+    from clinfuse.cohort import synthesize_cohort
+
+    folder = synthesize_cohort(
+        out,
+        patients=patients,
+        spatial_dims=spatial_dims,
+        size=size,
+        seed=seed,
+        uninformative=uninformative,
+        missing_rate=_pairs(missing_rate, "--missing-rate"),
+        weights=_pairs(signal, "--signal") or None,
+        n_genes=genes,
+    )
+    typer.echo(f"wrote {folder}")
+
+
+@cohort_app.command("real")
+def cohort_real(
+    name: str = typer.Argument(..., help="gse7390_survival, gse7390_binary, metabric or nki70."),
+    out: Path = typer.Argument(..., help="Folder to write the cohort into."),
+) -> None:
+    """Write a real public cohort from installed packages (no download)."""
+    from clinfuse.cohort.real import write_real_cohort
+
+    typer.echo(f"wrote {write_real_cohort(name, out)}")
+
+
+def _progress_printer() -> Any:
+    """A live progress line per (model, fold) with the latest validation metric."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("{task.fields[metric]}"),
+        TimeElapsedColumn(),
+        transient=False,
+    )
+    tasks: dict[tuple[str, int], Any] = {}
+
+    def update(model: str, fold: int, epoch: int, metrics: dict[str, float], total: int) -> None:
+        key = (model, fold)
+        if key not in tasks:
+            tasks[key] = progress.add_task(f"{model} fold {fold}", total=total, metric="")
+        shown = {k: v for k, v in metrics.items() if k in ("val_auroc", "val_c_index", "train_loss")}
+        text = "  ".join(f"{k}={v:.3f}" for k, v in shown.items())
+        progress.update(tasks[key], completed=epoch, metric=text)
+
+    return progress, update
+
+
+def _print_outcome(outcome: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"clinfuse run {outcome.run_id}")
+    for column in ("model", "kind", "metric", "test [95% CI]", "CV mean ± sd", "p vs best unimodal"):
+        table.add_column(column)
+    for row in outcome.comparison.itertuples():
+        p_value = "" if row.p_vs_best_unimodal != row.p_vs_best_unimodal else f"{row.p_vs_best_unimodal:.3f}"
+        table.add_row(
+            row.model,
+            row.kind,
+            row.metric,
+            f"{row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
+            f"{row.fold_mean:.3f} ± {row.fold_sd:.3f}",
+            p_value,
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"run folder: {outcome.run_dir}")
+    if outcome.report is not None:
+        console.print(f"report: {outcome.report}")
+
+
+def _run_and_report(config: Any, resume: str | None) -> Any:
+    from clinfuse.pipeline import run_experiment
+    from clinfuse.tracking import install_sigterm_handler
+
+    install_sigterm_handler()
+    progress, update = _progress_printer()
+    epochs = config.training.epochs
+    try:
+        with progress:
+            outcome = run_experiment(
+                config, resume=resume, progress=lambda m, f, e, x: update(m, f, e, x, epochs)
+            )
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the MLflow run is marked KILLED; continue it with `clinfuse run --resume RUN_ID`",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    _print_outcome(outcome)
+    return outcome
+
+
+@app.command("run")
+def run(
+    config: Path | None = typer.Argument(
+        None, help="Experiment YAML (see configs/). Optional with --resume."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a config key: --set training.epochs=5 (repeatable)."
+    ),
+    resume: str | None = typer.Option(None, help="MLflow run id of an interrupted run to continue."),
+) -> None:
+    """Train, cross-validate, compare, explain and report one experiment."""
+    from clinfuse.config import load_config
+    from clinfuse.pipeline.resume import config_of_run
+
+    if config is None and resume is None:
+        raise ClinfuseError(
+            "run: pass a config file, e.g. clinfuse run configs/demo.yaml (or --resume RUN_ID)"
+        )
+    cfg = load_config(config, set_) if config is not None else config_of_run(resume, Path.cwd(), set_)
+    _run_and_report(cfg, resume)
+
+
+@app.command("explain")
+def explain(run_id: str = typer.Argument(..., help="MLflow run id of a finished clinfuse run.")) -> None:
+    """(Re)compute a run's explanations from its checkpoints and log them to the same run."""
+    from clinfuse.pipeline.resume import config_of_run
+
+    cfg = config_of_run(run_id, Path.cwd(), ["explain.enabled=true"])
+    outcome = _run_and_report(cfg, run_id)
+    typer.echo(f"contributions: {outcome.run_dir / 'contributions.csv'}")
+
+
+@app.command("report")
+def report(
+    run_id: str = typer.Argument(..., help="MLflow run id (or a run folder path)."),
+    out: Path | None = typer.Option(None, help="Where to write report.html (default: the run folder)."),
+) -> None:
+    """Write the self-contained HTML report of a run and log it to the run."""
+    from clinfuse.pipeline.resume import report_run
+
+    typer.echo(f"report: {report_run(run_id, Path.cwd(), out)}")
+
+
+@app.command("ui")
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Address to bind (127.0.0.1 keeps the dashboard local)."),
+    port: int = typer.Option(5000, help="Port."),
+    tracking_uri: str | None = typer.Option(
+        None, help="Store to show (default: MLFLOW_TRACKING_URI or ./mlflow.db)."
+    ),
+) -> None:
+    """Start the MLflow dashboard on the same store as `clinfuse run`."""
+    from clinfuse.tracking import launch_ui, resolve_tracking_uri
+
+    launch_ui(resolve_tracking_uri(tracking_uri, Path.cwd()), host=host, port=port)
+
+
+@app.command("demo")
+def demo(
+    config: Path = typer.Option(Path("configs/demo.yaml"), help="Demo experiment config."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key (repeatable)."),
+) -> None:
+    """Generate the demo cohort if missing, validate it, and run the demo comparison end to end."""
+    from clinfuse.cohort import check_cohort, ensure_demo_cohort
+    from clinfuse.config import load_config
+
+    cfg = load_config(config, set_)
+    ensure_demo_cohort(cfg.cohort)
+    checked = check_cohort(cfg.cohort, folds=cfg.evaluation.folds, test_fraction=cfg.evaluation.test_fraction)
+    typer.echo(checked.render(problems=False))
+    if checked.problems:
+        raise ClinfuseError.from_list(checked.problems)
+    outcome = _run_and_report(cfg, None)
+    typer.echo(f"open the report: {outcome.report}")
+    typer.echo("review the run in MLflow: clinfuse ui  (then http://127.0.0.1:5000)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors become ``error: ...`` lines on stderr and exit code 2 (no traceback).
+
+    Args:
+        argv: arguments (default: ``sys.argv[1:]``).
+    """
+    try:
+        # Standalone mode keeps typer's own handling of usage errors (exit 2 with a usage line).
+        app(args=argv, prog_name="clinfuse")
+    except ClinfuseError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,254 @@
+"""``clinfuse run``: cohort → splits → every planned model over the folds → metrics → MLflow → explain → report.
+
+This is the orchestration layer: it calls the cohort, training, tracking, explain and reports libraries in
+order and writes the run folder (see docs/architecture.md) that the report and the MLflow run are built from.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from clinfuse.cohort import Cohort, cohort_summary, load_cohort, make_splits
+from clinfuse.config import ExperimentConfig, config_to_dict
+from clinfuse.errors import ConfigError, RunError
+from clinfuse.pipeline.artifacts import log_model, write_json
+from clinfuse.pipeline.cohort_view import restrict_to_modalities
+from clinfuse.privacy import load_or_create_salt, pseudonymise
+from clinfuse.tracking import (
+    git_commit,
+    log_artifact,
+    log_artifacts_dir,
+    log_cohort_datasets,
+    log_final_metrics,
+    log_params_flat,
+    log_tags,
+    resolve_tracking_uri,
+    setup_tracking,
+    start_child_run,
+    tracked_run,
+)
+from clinfuse.training.data import load_image_stores
+from clinfuse.training.evaluate import (
+    compare_models,
+    history_frame,
+    model_metrics,
+    predictions_frame,
+    primary_metric,
+)
+from clinfuse.training.models import plan_models, select_modalities
+from clinfuse.training.run import TrainedModel, resolve_device, train_model
+
+
+@dataclass
+class RunOutcome:
+    """What a finished run left behind."""
+
+    run_id: str
+    run_dir: Path
+    metrics: dict[str, Any]
+    comparison: Any
+    report: Path | None
+    trained: list[TrainedModel]
+
+
+def _versions() -> dict[str, str]:
+    import platform as std_platform
+    from importlib.metadata import version
+
+    return {
+        **{name: version(name) for name in ("clinfuse", "torch", "monai", "shap", "mlflow")},
+        "python": std_platform.python_version(),
+    }
+
+
+def prepare(config: ExperimentConfig) -> tuple[Cohort, list[str]]:
+    """Load the cohort and restrict it to the modalities the config uses."""
+    if not config.cohort.exists():
+        raise ConfigError(
+            f"config key 'cohort': folder {config.cohort} does not exist; point it at a cohort folder"
+        )
+    cohort = load_cohort(config.cohort)
+    modalities = select_modalities(config, cohort.modality_names)
+    return restrict_to_modalities(cohort, modalities), modalities
+
+
+def run_experiment(
+    config: ExperimentConfig, resume: str | None = None, progress: Any = None, project_dir: Path | None = None
+) -> RunOutcome:
+    """Train, evaluate, track, explain and report one experiment.
+
+    Args:
+        config: the validated experiment config.
+        resume: an MLflow run id of an interrupted run to continue (finished folds are reused).
+        progress: optional callback ``(model, fold, epoch, metrics)`` for live progress.
+        project_dir: where the default MLflow store lives (defaults to the current folder).
+    """
+    project_dir = project_dir or Path.cwd()
+    cohort, modalities = prepare(config)
+    splits = make_splits(cohort.y, config.evaluation.folds, config.evaluation.test_fraction, config.seed)
+    salt = (
+        load_or_create_salt(project_dir / config.privacy.salt_file) if config.privacy.pseudonymise else None
+    )
+    pseudo_ids = pseudonymise(cohort.patient_ids, salt)
+    device = resolve_device(config.device)
+    experiment = config.tracking.experiment or config.name
+    experiment_id = setup_tracking(resolve_tracking_uri(config.tracking.uri, project_dir), experiment)
+    with tracked_run(run_name=config.name, run_id=resume, experiment_id=experiment_id) as run:
+        run_id = run.info.run_id
+        run_dir = (project_dir / config.report.out_dir / experiment / run_id).resolve()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume is None:
+            log_params_flat(config_to_dict(config))
+            log_tags(
+                cohort.name, cohort.content_hash, config.seed, str(device), {"clinfuse.task": cohort.task}
+            )
+            _log_datasets(cohort, pseudo_ids)
+        _write_inputs(run_dir, config, cohort, modalities, splits, pseudo_ids, run_id, experiment, device)
+        images = load_image_stores(cohort, modalities, config, run_dir / "cache")
+        plans = plan_models(config, modalities)
+        trained: list[TrainedModel] = []
+        metrics: dict[str, Any] = {}
+        for index, plan in enumerate(plans):
+            # In comparison mode each model gets its own child run holding its fold runs.
+            scope = (
+                start_child_run(plan.name, {"model": plan.name, "kind": plan.kind})
+                if len(plans) > 1
+                else None
+            )
+            with scope or nullcontext():
+                model = train_model(plan, index, cohort, config, splits, images, device, run_dir, progress)
+                metrics[plan.name] = model_metrics(model, cohort, splits, config.evaluation, config.seed)
+                log_final_metrics("test", metrics[plan.name]["test"])
+            trained.append(model)
+        primary = trained[0]
+        log_final_metrics("test", metrics[primary.plan.name]["test"])
+        for name, bounds in metrics[primary.plan.name]["test_ci"].items():
+            log_final_metrics("test_ci", {f"{name}_low": bounds[0], f"{name}_high": bounds[1]})
+        comparison = compare_models(trained, metrics, cohort, splits, config.evaluation, config.seed)
+        write_json(run_dir / "metrics.json", metrics)
+        comparison.to_csv(run_dir / "comparison.csv", index=False)
+        history_frame(trained).to_csv(run_dir / "history.csv", index=False)
+        predictions_frame(primary, cohort, splits, pseudo_ids).to_csv(
+            run_dir / "predictions.csv", index=False
+        )
+        if config.explain.enabled:
+            from clinfuse.pipeline.explanations import explain_run
+
+            explain_run(primary, cohort, splits, images, pseudo_ids, config, run_dir, device)
+        report = None
+        if config.report.enabled:
+            from clinfuse.reports import build_report
+
+            report = build_report(run_dir, n_patients=config.report.patient_cards)
+        for name in (
+            "config.yaml",
+            "run_info.json",
+            "cohort_summary.json",
+            "splits.csv",
+            "metrics.json",
+            "comparison.csv",
+            "history.csv",
+            "predictions.csv",
+            "contributions.csv",
+            "modality_summary.json",
+            "report.html",
+        ):
+            if (run_dir / name).exists():
+                log_artifact(run_dir / name)
+        for pattern in ("features_*.csv",):
+            for path in sorted(run_dir.glob(pattern)):
+                log_artifact(path)
+        if (run_dir / "overlays").is_dir():
+            log_artifacts_dir(run_dir / "overlays", "overlays")
+        if config.tracking.log_model:
+            example = _example_rows(cohort, modalities, splits.test)
+            log_model(primary, cohort, config, run_dir / "model", example)
+    return RunOutcome(run_id, run_dir, metrics, comparison, report, trained)
+
+
+def _log_datasets(cohort: Cohort, pseudo_ids: list[str]) -> None:
+    """Each tabular modality's feature table (pseudonymous index) as an MLflow dataset input."""
+    tables, sources = {}, {}
+    for name, data in cohort.modalities.items():
+        if data.frame is not None:
+            frame = data.frame.copy()
+            frame.index = pd.Index(pseudo_ids, name="patient")
+            tables[name] = frame[data.present]
+            spec = cohort.spec.modalities[name]
+            sources[name] = str(cohort.root / getattr(spec, "table", getattr(spec, "index", "")))
+    log_cohort_datasets(tables, cohort.name, sources, cohort.content_hash, cohort.identifier_values)
+
+
+def _example_rows(cohort: Cohort, modalities: list[str], test: np.ndarray, count: int = 5) -> np.ndarray:
+    """Test patients with a tabular modality (the model's input example leaves image paths empty)."""
+    tabular = [cohort.modality_names.index(m) for m in modalities if cohort.modalities[m].type != "image"]
+    if not tabular:
+        return test[:count]
+    with_table = test[cohort.presence[test][:, tabular].any(axis=1)]
+    return with_table[:count]
+
+
+def _write_inputs(
+    run_dir: Path,
+    config: ExperimentConfig,
+    cohort: Cohort,
+    modalities: list[str],
+    splits: Any,
+    pseudo_ids: list[str],
+    run_id: str,
+    experiment: str,
+    device: torch.device,
+) -> None:
+    (run_dir / "config.yaml").write_text(
+        yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
+    )
+    splits.to_frame(pseudo_ids).to_csv(run_dir / "splits.csv", index=False)
+    summary = cohort_summary(cohort)
+    write_json(run_dir / "cohort_summary.json", summary)
+    write_json(
+        run_dir / "run_info.json",
+        {
+            "run_id": run_id,
+            "experiment": experiment,
+            "run_name": config.name,
+            "cohort_name": cohort.name,
+            "cohort_hash": cohort.content_hash,
+            "git_commit": git_commit(),
+            "versions": _versions(),
+            "seed": config.seed,
+            "device": str(device),
+            "task": cohort.task,
+            "classes": cohort.classes,
+            "modalities": modalities,
+            "model_name": plan_models(config, modalities)[0].name,
+            "primary_metric": primary_metric(cohort.task),
+            "n_test": int(len(splits.test)),
+            "exclusions": [e.__dict__ for e in cohort.exclusions],
+        },
+    )
+
+
+def load_run_folder(run_dir: Path) -> dict[str, Any]:
+    """The run_info of a run folder (raises RunError when the folder is not a clinfuse run)."""
+    info = run_dir / "run_info.json"
+    if not info.is_file():
+        raise RunError(
+            f"{run_dir}: not a clinfuse run folder (no run_info.json); pass a run id from `clinfuse runs`"
+        )
+    return json.loads(info.read_text(encoding="utf-8"))
+
+
+def metric_summary(metrics: dict[str, Any], name: str) -> str:
+    """``0.812 [0.75, 0.87]`` for a model's test metric."""
+    value = metrics["test"].get(name, float("nan"))
+    lo, hi = metrics["test_ci"].get(name, [float("nan"), float("nan")])
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(value) else "n/a"

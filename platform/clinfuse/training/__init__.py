@@ -1,0 +1,1 @@
+"""Training: fold data, the loop, metrics, survival loss, cross-validated runs and inference."""

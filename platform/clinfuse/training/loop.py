@@ -1,0 +1,224 @@
+"""The training loop of one model on one fold: loss, optimiser, schedule, early stopping, best checkpoint."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from clinfuse.config import TrainingConfig
+from clinfuse.fusion import MultimodalModel, modality_dropout
+from clinfuse.training.metrics import classification_metrics, survival_metrics
+from clinfuse.training.survival import cox_ph_loss
+
+
+@dataclass
+class Predictions:
+    """Model outputs for a set of patients (cohort indices in ``index``).
+
+    ``logits`` is ``(n, n_outputs)``; ``gates`` is ``(n, modalities)`` or ``None``.
+    """
+
+    index: np.ndarray
+    logits: np.ndarray
+    gates: np.ndarray | None
+
+
+@dataclass
+class FoldResult:
+    """What training one fold produced: the best weights and the per-epoch history."""
+
+    state_dict: dict[str, torch.Tensor]
+    best_epoch: int
+    best_score: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def scores_from_logits(logits: np.ndarray, task: str) -> np.ndarray:
+    """Probabilities for classification (``(n,)`` binary, ``(n, K)`` multiclass) or risk for survival."""
+    if task == "binary":
+        return 1.0 / (1.0 + np.exp(-logits[:, 0]))
+    if task == "multiclass":
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        return exp / exp.sum(axis=1, keepdims=True)
+    return logits[:, 0]
+
+
+def evaluate_scores(
+    task: str, y: np.ndarray, scores: np.ndarray, threshold: float | None, time: np.ndarray | None = None
+) -> dict[str, float]:
+    """Metrics of the task: classification metrics, or C-index / time-dependent AUC for survival."""
+    if task == "survival":
+        return survival_metrics(time, y.astype(bool), scores)
+    return classification_metrics(y, scores, threshold, task)
+
+
+def _loss_fn(task: str, y_train: np.ndarray, n_outputs: int, class_weighting: bool, device: torch.device):
+    if task == "survival":
+        return lambda logits, batch: cox_ph_loss(logits[:, 0], batch["time"], batch["y"].float())
+    counts = np.bincount(y_train, minlength=max(n_outputs, 2)).astype(float)
+    if task == "binary":
+        pos_weight = None
+        if class_weighting and counts[1] > 0:
+            pos_weight = torch.tensor([counts[0] / counts[1]], dtype=torch.float32, device=device)
+        bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        return lambda logits, batch: bce(logits[:, 0], batch["y"].float())
+    weight = None
+    if class_weighting:
+        weight = torch.tensor(counts.sum() / np.maximum(counts, 1) / len(counts), dtype=torch.float32)
+        weight = weight.to(device)
+    ce = nn.CrossEntropyLoss(weight=weight)
+    return lambda logits, batch: ce(logits, batch["y"].long())
+
+
+def _to_device(batch: dict[str, Any], modalities: list[str], device: torch.device) -> dict[str, Any]:
+    non_blocking = device.type == "cuda"
+    return {
+        k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
+
+
+def _autocast(device: torch.device, amp: str):
+    if device.type != "cuda" or amp == "off":
+        return nullcontext()
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    if amp == "auto" and not torch.cuda.is_bf16_supported():
+        dtype = torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def predict(
+    model: MultimodalModel, loader: DataLoader, device: torch.device, amp: str = "off"
+) -> Predictions:
+    """Run the model over a loader in eval mode and collect logits (and gates when the method has them)."""
+    model.eval()
+    indices, logits, gates = [], [], []
+    for batch in loader:
+        batch = _to_device(batch, model.modalities, device)
+        inputs = {m: batch[m] for m in model.modalities}
+        with _autocast(device, amp):
+            output = model(inputs, batch["present"])
+        indices.append(batch["index"].cpu().numpy())
+        logits.append(output.logits.float().cpu().numpy())
+        if output.gates is not None:
+            gates.append(output.gates.float().cpu().numpy())
+    return Predictions(
+        index=np.concatenate(indices),
+        logits=np.concatenate(logits).astype(np.float64),
+        gates=np.concatenate(gates) if gates else None,
+    )
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _improved(score: float, best: float, mode: str) -> bool:
+    if math.isnan(score):
+        return False
+    if math.isnan(best):
+        return True
+    return score > best if mode == "max" else score < best
+
+
+def train_fold(
+    model: MultimodalModel,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    cfg: TrainingConfig,
+    task: str,
+    y_train: np.ndarray,
+    val_y: np.ndarray,
+    val_time: np.ndarray | None,
+    device: torch.device,
+    seed: int,
+    n_outputs: int,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> FoldResult:
+    """Train ``model`` with early stopping on the validation metric and return the best weights.
+
+    Args:
+        model: the multimodal model, already on ``device``.
+        train_loader: shuffled training batches.
+        val_loader: validation batches (in ``val_y`` order).
+        cfg: training settings (epochs, optimiser, schedule, early stopping, modality dropout, AMP).
+        task: ``binary``, ``multiclass`` or ``survival``.
+        y_train: training labels (event indicators for survival), for class weights.
+        val_y: validation labels; ``val_time``: validation times (survival).
+        device: where to train.
+        seed: seeds modality dropout.
+        n_outputs: logits per patient (classes for multiclass).
+        on_epoch: called with ``(epoch, metrics)`` after every epoch (logging, progress).
+    """
+    loss_fn = _loss_fn(task, y_train, n_outputs, cfg.class_weighting, device)
+    optimizer = _make_optimizer(model, cfg)
+    if cfg.schedule == "cosine":
+        scheduler: Any = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    elif cfg.schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=cfg.early_stopping.mode, patience=max(1, cfg.early_stopping.patience // 3)
+        )
+    else:
+        scheduler = None
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    metric = cfg.early_stopping.metric
+    if task == "survival" and metric in ("auroc", "auprc"):
+        metric = "c_index"
+    best = FoldResult(copy.deepcopy(model.state_dict()), 0, float("nan"))
+    stale = 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        total, count = 0.0, 0
+        for batch in train_loader:
+            batch = _to_device(batch, model.modalities, device)
+            present = modality_dropout(batch["present"].cpu(), cfg.modality_dropout, generator).to(device)
+            inputs = {m: batch[m] for m in model.modalities}
+            with _autocast(device, cfg.amp):
+                logits = model(inputs, present).logits.float()
+                loss = loss_fn(logits, batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total += float(loss.detach()) * len(batch["y"])
+            count += len(batch["y"])
+        val = predict(model, val_loader, device, cfg.amp)
+        scores = scores_from_logits(val.logits, task)
+        metrics = {"train_loss": total / max(count, 1)}
+        val_metrics = evaluate_scores(task, val_y, scores, None if task == "survival" else 0.5, val_time)
+        metrics.update({f"val_{k}": v for k, v in val_metrics.items()})
+        score = float(val_metrics.get(metric, float("nan")))
+        if scheduler is not None:
+            if cfg.schedule == "plateau":
+                scheduler.step(score if not math.isnan(score) else 0.0)
+            else:
+                scheduler.step()
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        best.history.append({"epoch": float(epoch), **metrics})
+        if _improved(score, best.best_score, cfg.early_stopping.mode) or epoch == 1:
+            best.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best.best_epoch, best.best_score = epoch, score
+            stale = 0
+        else:
+            stale += 1
+            if cfg.early_stopping.patience and stale >= cfg.early_stopping.patience:
+                break
+    return best

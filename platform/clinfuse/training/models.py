@@ -1,0 +1,65 @@
+"""Which models a run trains: the primary fusion model, the fusion baselines and every unimodal model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clinfuse.config import ExperimentConfig, FusionConfig
+from clinfuse.errors import ConfigError
+
+# A one-modality model needs no interaction between modalities: a concatenation head over one embedding is
+# the plain unimodal classifier, so every unimodal baseline shares the same head design.
+_UNIMODAL_HEAD = "concat"
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model of a run.
+
+    Args:
+        name: the model's name in tables, MLflow and reports (``gated``, ``concat``, ``clinical_only``...).
+        kind: ``fusion`` or ``unimodal``.
+        modalities: the modalities it sees, in model order.
+        fusion: its fusion settings.
+    """
+
+    name: str
+    kind: str
+    modalities: tuple[str, ...]
+    fusion: FusionConfig
+
+
+def select_modalities(config: ExperimentConfig, available: list[str]) -> list[str]:
+    """The modalities the run uses, in cohort order; naming one the cohort lacks is a config error."""
+    if not config.modalities:
+        return list(available)
+    unknown = [m for m in config.modalities if m not in available]
+    if unknown:
+        raise ConfigError(
+            f"config key 'modalities': {', '.join(unknown)} not in the cohort (it has {', '.join(available)}); "
+            "remove it or fix the name"
+        )
+    return [m for m in available if m in config.modalities]
+
+
+def plan_models(config: ExperimentConfig, modalities: list[str]) -> list[ModelPlan]:
+    """The primary model first, then (in comparison mode) the other fusion methods and each modality alone."""
+    primary = config.fusion.method
+    kind = "fusion" if len(modalities) > 1 else "unimodal"
+    plans = [
+        ModelPlan(
+            primary if kind == "fusion" else f"{modalities[0]}_only", kind, tuple(modalities), config.fusion
+        )
+    ]
+    if not config.compare or len(modalities) < 2:
+        return plans
+    for method in config.compare:
+        if method != primary:
+            plans.append(
+                ModelPlan(
+                    method, "fusion", tuple(modalities), config.fusion.model_copy(update={"method": method})
+                )
+            )
+    unimodal_fusion = config.fusion.model_copy(update={"method": _UNIMODAL_HEAD})
+    plans.extend(ModelPlan(f"{m}_only", "unimodal", (m,), unimodal_fusion) for m in modalities)
+    return plans

@@ -1,0 +1,220 @@
+"""Cross-validated training of every planned model on shared splits, with checkpoints for resuming.
+
+Each fold's model is trained on the fold's training patients, early-stopped on its validation patients, and
+applied to the held-out test patients. The test prediction of a model is the mean logit of its fold models
+(a cross-validation ensemble); because the mean is linear, modality Shapley values of the ensemble are the
+mean of the fold models' values, which keeps explanations exact.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clinfuse.cohort import Cohort, Splits
+from clinfuse.config import ExperimentConfig
+from clinfuse.fusion import MultimodalModel, build_model
+from clinfuse.tracking import log_metrics_step, start_child_run
+from clinfuse.training.data import (
+    FoldTables,
+    ImageStore,
+    PatientDataset,
+    fit_fold_tables,
+    make_loader,
+    modality_specs,
+)
+from clinfuse.training.loop import (
+    FoldResult,
+    Predictions,
+    evaluate_scores,
+    predict,
+    scores_from_logits,
+    train_fold,
+)
+from clinfuse.training.metrics import choose_threshold
+from clinfuse.training.models import ModelPlan
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so CPU runs repeat exactly."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.backends.cudnn.is_available():
+        torch.backends.cudnn.benchmark = False
+
+
+def n_outputs_for(cohort: Cohort) -> int:
+    """One logit for binary and survival, one per class for multiclass."""
+    return len(cohort.classes) if cohort.task == "multiclass" else 1
+
+
+@dataclass
+class FoldModel:
+    """A trained fold model with the preprocessing fitted on its training patients."""
+
+    fold: int
+    model: MultimodalModel
+    tables: FoldTables
+    threshold: float | None
+    result: FoldResult
+    val_metrics: dict[str, float]
+
+
+@dataclass
+class TrainedModel:
+    """Everything one planned model produced over the folds."""
+
+    plan: ModelPlan
+    folds: list[FoldModel] = field(default_factory=list)
+    test: Predictions | None = None
+    threshold: float | None = None
+
+    @property
+    def fold_metrics(self) -> list[dict[str, float]]:
+        return [f.val_metrics for f in self.folds]
+
+
+def _fold_seed(seed: int, model_index: int, fold: int) -> int:
+    return seed * 1000 + model_index * 97 + fold
+
+
+def _checkpoint_path(run_dir: Path, plan: ModelPlan, fold: int) -> Path:
+    return run_dir / "checkpoints" / plan.name / f"fold{fold}.pt"
+
+
+def _save_checkpoint(
+    path: Path, result: FoldResult, val_metrics: dict[str, float], threshold: float | None
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "state_dict": result.state_dict,
+        "best_epoch": result.best_epoch,
+        "best_score": result.best_score,
+        "history": result.history,
+        "val_metrics": val_metrics,
+        "threshold": threshold,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path) -> tuple[FoldResult, dict[str, float], float | None]:
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    result = FoldResult(
+        payload["state_dict"], payload["best_epoch"], payload["best_score"], payload["history"]
+    )
+    return result, payload["val_metrics"], payload["threshold"]
+
+
+def _build(plan: ModelPlan, cohort: Cohort, config: ExperimentConfig, tables: FoldTables) -> MultimodalModel:
+    specs = modality_specs(cohort, list(plan.modalities), config, tables)
+    return build_model(specs, plan.fusion, n_outputs_for(cohort))
+
+
+def train_model(
+    plan: ModelPlan,
+    model_index: int,
+    cohort: Cohort,
+    config: ExperimentConfig,
+    splits: Splits,
+    images: dict[str, ImageStore],
+    device: torch.device,
+    run_dir: Path,
+    progress: Any = None,
+) -> TrainedModel:
+    """Train one planned model on every fold (reusing finished folds' checkpoints) and predict the test set."""
+    trained = TrainedModel(plan)
+    modalities = list(plan.modalities)
+    stores = {m: images[m] for m in modalities if m in images}
+    y, time = cohort.y, cohort.time
+    cfg = config.training
+    pin = device.type == "cuda"
+    for fold, (train_idx, val_idx) in enumerate(splits.folds):
+        seed = _fold_seed(config.seed, model_index, fold)
+        seed_everything(seed)
+        tables = fit_fold_tables(cohort, modalities, config, train_idx)
+        model = _build(plan, cohort, config, tables).to(device)
+        val_ds = PatientDataset(val_idx, cohort, modalities, tables, stores)
+        val_loader = make_loader(val_ds, cfg.batch_size, False, seed, cfg.num_workers, pin)
+        checkpoint = _checkpoint_path(run_dir, plan, fold)
+        if checkpoint.exists():
+            # A finished fold (resume, or explaining a past run) is reloaded, never retrained or re-logged.
+            result, val_metrics, threshold = _load_checkpoint(checkpoint)
+        else:
+            with start_child_run(f"{plan.name}/fold{fold}", {"model": plan.name, "fold": str(fold)}):
+                train_ds = PatientDataset(train_idx, cohort, modalities, tables, stores, cfg.augment, seed)
+                train_loader = make_loader(train_ds, cfg.batch_size, True, seed, cfg.num_workers, pin)
+
+                def on_epoch(epoch: int, metrics: dict[str, float], fold: int = fold) -> None:
+                    log_metrics_step(metrics, epoch)
+                    if progress is not None:
+                        progress(plan.name, fold, epoch, metrics)
+
+                result = train_fold(
+                    model,
+                    train_loader,
+                    val_loader,
+                    cfg,
+                    cohort.task,
+                    y[train_idx],
+                    y[val_idx],
+                    None if time is None else time[val_idx],
+                    device,
+                    seed,
+                    n_outputs_for(cohort),
+                    on_epoch,
+                )
+                model.load_state_dict(result.state_dict)
+                val_scores = scores_from_logits(predict(model, val_loader, device).logits, cohort.task)
+                threshold = None
+                if cohort.task == "binary":
+                    threshold = choose_threshold(
+                        y[val_idx], val_scores, config.evaluation.threshold, config.evaluation.fixed_threshold
+                    )
+                val_metrics = evaluate_scores(
+                    cohort.task, y[val_idx], val_scores, threshold, None if time is None else time[val_idx]
+                )
+                val_metrics["best_epoch"] = float(result.best_epoch)
+                log_metrics_step({f"fold_{k}": v for k, v in val_metrics.items()}, result.best_epoch)
+                _save_checkpoint(checkpoint, result, val_metrics, threshold)
+        model.load_state_dict(result.state_dict)
+        model.eval()
+        trained.folds.append(FoldModel(fold, model, tables, threshold, result, val_metrics))
+    trained.test = predict_ensemble(trained, cohort, splits.test, stores, cfg.batch_size, device)
+    thresholds = [f.threshold for f in trained.folds if f.threshold is not None]
+    trained.threshold = float(np.mean(thresholds)) if thresholds else None
+    return trained
+
+
+def predict_ensemble(
+    trained: TrainedModel,
+    cohort: Cohort,
+    indices: np.ndarray,
+    images: dict[str, ImageStore],
+    batch_size: int,
+    device: torch.device,
+) -> Predictions:
+    """Mean logits (and gates) of the fold models on ``indices``, each with its own fold preprocessing."""
+    outputs = []
+    for fold in trained.folds:
+        dataset = PatientDataset(indices, cohort, list(trained.plan.modalities), fold.tables, images)
+        outputs.append(predict(fold.model, make_loader(dataset, batch_size, False, 0), device))
+    gates = None
+    if all(o.gates is not None for o in outputs):
+        gates = np.mean([o.gates for o in outputs], axis=0)
+    return Predictions(outputs[0].index, np.mean([o.logits for o in outputs], axis=0), gates)
