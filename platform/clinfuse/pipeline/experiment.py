@@ -131,8 +131,7 @@ def run_experiment(
             trained.append(model)
         primary = trained[0]
         log_final_metrics("test", metrics[primary.plan.name]["test"])
-        for name, bounds in metrics[primary.plan.name]["test_ci"].items():
-            log_final_metrics("test_ci", {f"{name}_low": bounds[0], f"{name}_high": bounds[1]})
+        log_final_metrics("test", {k: tuple(v) for k, v in metrics[primary.plan.name]["test_ci"].items()})
         comparison = compare_models(trained, metrics, cohort, splits, config.evaluation, config.seed)
         write_json(run_dir / "metrics.json", metrics)
         comparison.to_csv(run_dir / "comparison.csv", index=False)
