@@ -68,6 +68,26 @@ def _splits(run: RunFolder) -> list[str]:
     return [heading("Splits (patient level)"), table(["split", "patients"], rows)]
 
 
+def _normalise(summary: dict[str, Any]) -> dict[str, Any]:
+    """Accept :func:`clinfuse.cohort.cohort_summary`'s layout (``patients``, ``modalities``, ``combinations``)
+    as well as the flat report layout (``n_patients``, ``modality_counts``, ``modality_overlap``...)."""
+    flat = dict(summary)
+    flat.setdefault("n_patients", summary.get("patients"))
+    modalities = summary.get("modalities")
+    if isinstance(modalities, dict):
+        flat.setdefault("modality_counts", {m: info.get("present", 0) for m, info in modalities.items()})
+        flat.setdefault(
+            "missing_per_column",
+            {m: info.get("missing_values", {}) for m, info in modalities.items() if "missing_values" in info},
+        )
+        shapes = {m: info["shapes"] for m, info in modalities.items() if info.get("shapes")}
+        if shapes:
+            flat.setdefault("image_shapes", shapes)
+    if isinstance(summary.get("combinations"), dict):
+        flat.setdefault("modality_overlap", summary["combinations"])
+    return flat
+
+
 def cohort_section(run: RunFolder) -> Raw:
     """Patients, label balance, modality availability and overlap, missingness and exclusions."""
     summary = run.get("cohort_summary.json")
@@ -80,6 +100,7 @@ def cohort_section(run: RunFolder) -> Raw:
         parts.extend(_exclusions(run, {}))
         parts.extend(_splits(run))
         return section("cohort", "Cohort", parts)
+    summary = _normalise(summary)
     total = summary.get("n_patients")
     parts.append(para(f"Patients: {total if total is not None else 'not recorded'}"))
     if run.task == "survival":
