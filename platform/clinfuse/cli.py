@@ -165,7 +165,8 @@ def _run_and_report(config: Any, resume: str | None) -> Any:
             file=sys.stderr,
         )
         sys.exit(130)
-    _print_outcome(outcome)
+    if outcome.comparison is not None:  # None on torchrun ranks other than 0, which report nothing
+        _print_outcome(outcome)
     return outcome
 
 

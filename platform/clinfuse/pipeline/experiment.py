@@ -20,7 +20,7 @@ import yaml
 from clinfuse.cohort import Cohort, cohort_summary, load_cohort, make_splits
 from clinfuse.config import ExperimentConfig, config_to_dict
 from clinfuse.errors import ConfigError, RunError
-from clinfuse.pipeline.artifacts import log_model, write_json
+from clinfuse.pipeline.artifacts import ensure_writable_dir, log_model, write_json
 from clinfuse.pipeline.cohort_view import restrict_to_modalities
 from clinfuse.privacy import load_or_create_salt, pseudonymise
 from clinfuse.tracking import (
@@ -37,6 +37,7 @@ from clinfuse.tracking import (
     tracked_run,
 )
 from clinfuse.training.data import load_image_stores
+from clinfuse.training.distributed import DistContext, broadcast_object, init_from_env
 from clinfuse.training.evaluate import (
     compare_models,
     history_frame,
@@ -44,7 +45,7 @@ from clinfuse.training.evaluate import (
     predictions_frame,
     primary_metric,
 )
-from clinfuse.training.models import plan_models, select_modalities
+from clinfuse.training.models import check_names, plan_models, select_modalities
 from clinfuse.training.run import TrainedModel, resolve_device, train_model
 
 
@@ -76,8 +77,10 @@ def prepare(config: ExperimentConfig) -> tuple[Cohort, list[str]]:
         raise ConfigError(
             f"config key 'cohort': folder {config.cohort} does not exist; point it at a cohort folder"
         )
-    cohort = load_cohort(config.cohort)
+    # Opening every image now turns a corrupt file into a one-line CohortError before any run is tracked.
+    cohort = load_cohort(config.cohort, verify_images=True)
     modalities = select_modalities(config, cohort.modality_names)
+    check_names(config, cohort.modality_names, cohort.task)
     return restrict_to_modalities(cohort, modalities), modalities
 
 
@@ -93,17 +96,21 @@ def run_experiment(
         project_dir: where the default MLflow store lives (defaults to the current folder).
     """
     project_dir = project_dir or Path.cwd()
+    ctx = init_from_env(config.device)
     cohort, modalities = prepare(config)
     splits = make_splits(cohort.y, config.evaluation.folds, config.evaluation.test_fraction, config.seed)
+    if not ctx.is_main:
+        return _follow_main_rank(config, cohort, modalities, splits, ctx, project_dir)
     salt = (
         load_or_create_salt(project_dir / config.privacy.salt_file) if config.privacy.pseudonymise else None
     )
     pseudo_ids = pseudonymise(cohort.patient_ids, salt)
-    device = resolve_device(config.device)
+    device = ctx.device if ctx.distributed else resolve_device(config.device)
     experiment = config.tracking.experiment or config.name
+    ensure_writable_dir(project_dir / config.report.out_dir, "report.out_dir")
     experiment_id = setup_tracking(resolve_tracking_uri(config.tracking.uri, project_dir), experiment)
     with tracked_run(run_name=config.name, run_id=resume, experiment_id=experiment_id) as run:
-        run_id = run.info.run_id
+        run_id = broadcast_object(run.info.run_id, ctx)
         run_dir = (project_dir / config.report.out_dir / experiment / run_id).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume is None:
@@ -174,6 +181,26 @@ def run_experiment(
     return RunOutcome(run_id, run_dir, metrics, comparison, report, trained)
 
 
+def _follow_main_rank(
+    config: ExperimentConfig,
+    cohort: Cohort,
+    modalities: list[str],
+    splits: Any,
+    ctx: DistContext,
+    project_dir: Path,
+) -> RunOutcome:
+    """A torchrun rank other than 0: trains every model beside rank 0, which alone tracks and writes."""
+    run_id = broadcast_object(None, ctx)
+    experiment = config.tracking.experiment or config.name
+    run_dir = (project_dir / config.report.out_dir / experiment / run_id).resolve()
+    images = load_image_stores(cohort, modalities, config, run_dir / "cache")
+    trained = [
+        train_model(plan, index, cohort, config, splits, images, ctx.device, run_dir)
+        for index, plan in enumerate(plan_models(config, modalities))
+    ]
+    return RunOutcome(run_id, run_dir, {}, None, None, trained)
+
+
 def _log_datasets(cohort: Cohort, pseudo_ids: list[str]) -> None:
     """Each tabular modality's feature table (pseudonymous index) as an MLflow dataset input."""
     tables, sources = {}, {}
@@ -241,7 +268,7 @@ def load_run_folder(run_dir: Path) -> dict[str, Any]:
     info = run_dir / "run_info.json"
     if not info.is_file():
         raise RunError(
-            f"{run_dir}: not a clinfuse run folder (no run_info.json); pass a run id from `clinfuse runs`"
+            f"{run_dir}: not a clinfuse run folder (no run_info.json); pass a run id shown by clinfuse ui"
         )
     return json.loads(info.read_text(encoding="utf-8"))
 

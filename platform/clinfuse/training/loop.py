@@ -16,6 +16,14 @@ from torch.utils.data import DataLoader
 
 from clinfuse.config import TrainingConfig
 from clinfuse.fusion import MultimodalModel, modality_dropout
+from clinfuse.training.distributed import (
+    current_context,
+    rank_seed,
+    reduce_sums,
+    shard_weight,
+    sync_buffers,
+    wrap_model,
+)
 from clinfuse.training.metrics import classification_metrics, survival_metrics
 from clinfuse.training.survival import cox_ph_loss
 
@@ -177,7 +185,13 @@ def train_fold(
     else:
         scheduler = None
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    ctx = current_context()
+    # Under torchrun the training step runs through DDP; evaluation uses the plain model on the full set.
+    net = wrap_model(model, ctx)
+    if ctx.rank:
+        # Other ranks draw their own dropout masks; rank 0 keeps the single-process random stream.
+        torch.manual_seed(rank_seed(seed, ctx))
+    generator = torch.Generator(device="cpu").manual_seed(rank_seed(seed, ctx))
     metric = cfg.early_stopping.metric
     if task == "survival" and metric in ("auroc", "auprc"):
         metric = "c_index"
@@ -191,14 +205,17 @@ def train_fold(
             present = modality_dropout(batch["present"].cpu(), cfg.modality_dropout, generator).to(device)
             inputs = {m: batch[m] for m in model.modalities}
             with _autocast(device, cfg.amp):
-                logits = model(inputs, present).logits.float()
+                logits = net(inputs, present).logits.float()
                 loss = loss_fn(logits, batch)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            # Weighting by this rank's share of the global batch turns DDP's mean into the global-batch mean.
+            scaler.scale(loss * shard_weight(len(batch["y"]), ctx)).backward()
             scaler.step(optimizer)
             scaler.update()
             total += float(loss.detach()) * len(batch["y"])
             count += len(batch["y"])
+        total, count = reduce_sums([total, count], ctx)
+        sync_buffers(model, ctx)
         val = predict(model, val_loader, device, cfg.amp)
         scores = scores_from_logits(val.logits, task)
         metrics = {"train_loss": total / max(count, 1)}

@@ -9,6 +9,7 @@ mean of the fold models' values, which keeps explanations exact.
 from __future__ import annotations
 
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from clinfuse.training.data import (
     make_loader,
     modality_specs,
 )
+from clinfuse.training.distributed import broadcast_object, current_context, make_train_loader
 from clinfuse.training.loop import (
     FoldResult,
     Predictions,
@@ -144,6 +146,8 @@ def train_model(
     y, time = cohort.y, cohort.time
     cfg = config.training
     pin = device.type == "cuda"
+    # Under torchrun every rank trains; only rank 0 logs to MLflow and writes checkpoints.
+    ctx = current_context()
     for fold, (train_idx, val_idx) in enumerate(splits.folds):
         seed = _fold_seed(config.seed, model_index, fold)
         seed_everything(seed)
@@ -152,15 +156,22 @@ def train_model(
         val_ds = PatientDataset(val_idx, cohort, modalities, tables, stores)
         val_loader = make_loader(val_ds, cfg.batch_size, False, seed, cfg.num_workers, pin)
         checkpoint = _checkpoint_path(run_dir, plan, fold)
-        if checkpoint.exists():
+        # Rank 0 decides (and reads) for all ranks: they must train the same folds, and may not share a disk.
+        saved = broadcast_object(
+            _load_checkpoint(checkpoint) if ctx.is_main and checkpoint.exists() else None
+        )
+        if saved is not None:
             # A finished fold (resume, or explaining a past run) is reloaded, never retrained or re-logged.
-            result, val_metrics, threshold = _load_checkpoint(checkpoint)
+            result, val_metrics, threshold = saved
         else:
-            with start_child_run(f"{plan.name}/fold{fold}", {"model": plan.name, "fold": str(fold)}):
+            scope = {"model": plan.name, "fold": str(fold)}
+            with start_child_run(f"{plan.name}/fold{fold}", scope) if ctx.is_main else nullcontext():
                 train_ds = PatientDataset(train_idx, cohort, modalities, tables, stores, cfg.augment, seed)
-                train_loader = make_loader(train_ds, cfg.batch_size, True, seed, cfg.num_workers, pin)
+                train_loader = make_train_loader(train_ds, cfg.batch_size, seed, ctx, cfg.num_workers, pin)
 
                 def on_epoch(epoch: int, metrics: dict[str, float], fold: int = fold) -> None:
+                    if not ctx.is_main:
+                        return
                     log_metrics_step(metrics, epoch)
                     if progress is not None:
                         progress(plan.name, fold, epoch, metrics)
@@ -190,8 +201,9 @@ def train_model(
                     cohort.task, y[val_idx], val_scores, threshold, None if time is None else time[val_idx]
                 )
                 val_metrics["best_epoch"] = float(result.best_epoch)
-                log_metrics_step({f"fold_{k}": v for k, v in val_metrics.items()}, result.best_epoch)
-                _save_checkpoint(checkpoint, result, val_metrics, threshold)
+                if ctx.is_main:
+                    log_metrics_step({f"fold_{k}": v for k, v in val_metrics.items()}, result.best_epoch)
+                    _save_checkpoint(checkpoint, result, val_metrics, threshold)
         model.load_state_dict(result.state_dict)
         model.eval()
         trained.folds.append(FoldModel(fold, model, tables, threshold, result, val_metrics))
