@@ -179,7 +179,7 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _early_stopping_mode(self) -> ExperimentConfig:
-        if self.training.early_stopping.metric in ("loss", "brier", "ece"):
+        if self.training.early_stopping.metric in ("log_loss", "brier", "ece"):
             self.training.early_stopping.mode = "min"
         return self
 

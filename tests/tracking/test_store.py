@@ -30,7 +30,7 @@ def test_new_experiment_keeps_artifacts_beside_database(tracking_uri):
 
 
 def test_missing_run_raises_run_error(tracking_uri, tmp_path):
-    with pytest.raises(RunError, match=r"run id 0123456789abcdef not found in sqlite:///.*clinfuse runs"):
+    with pytest.raises(RunError, match=r"run id 0123456789abcdef not found in sqlite:///.*clinfuse ui"):
         get_run("0123456789abcdef")
     with pytest.raises(RunError, match="not found"):
         download_run_artifacts("0123456789abcdef", tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from clinfuse.cohort import Cohort
 from clinfuse.config import ExperimentConfig
+from clinfuse.errors import RunError
 from clinfuse.tracking import ClinfusePyfunc, log_pyfunc_model, save_predictor_artifacts
 from clinfuse.training.inference import cohort_input_frame, ensemble_of, predict_frame
 from clinfuse.training.run import TrainedModel
@@ -26,6 +28,27 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def ensure_writable_dir(path: Path, key: str) -> None:
+    """Create ``path`` and prove it is writable before a run starts (so no run fails late on it).
+
+    Args:
+        path: the folder to write into.
+        key: the config key naming it (for the message).
+
+    Raises:
+        RunError: the folder cannot be created or written.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise RunError(
+            f"config key '{key}': cannot write to {path} ({exc.strerror or exc}); choose a writable folder, "
+            f"e.g. --set {key}=reports"
+        ) from None
 
 
 def write_json(path: Path, data: Any) -> None:

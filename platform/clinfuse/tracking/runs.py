@@ -81,9 +81,15 @@ def tracked_run(
         experiment_id: experiment of a new run (default: the active experiment).
         description: run description shown in the UI.
 
+    Raises:
+        RunError: ``run_id`` is not in the current tracking store.
+
     Yields:
         The active run; its id is ``run.info.run_id``.
     """
+    if run_id is not None:
+        # An unknown id must be a one-line RunError, not MLflow's exception from start_run.
+        get_run(run_id)
     run = mlflow.start_run(
         run_id=run_id,
         experiment_id=experiment_id,

@@ -16,6 +16,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
 from clinfuse.errors import RunError
 
@@ -62,7 +63,22 @@ def setup_tracking(tracking_uri: str, experiment: str) -> str:
 
     Returns:
         The experiment id.
+
+    Raises:
+        RunError: the store cannot be opened or written, or the experiment is deleted.
     """
+    try:
+        return _setup_tracking(tracking_uri, experiment)
+    except (MlflowException, OSError, SQLAlchemyError) as exc:
+        # A store that cannot be opened is the user's to fix (path, permissions, wrong file), not a crash.
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+        raise RunError(
+            f"MLflow store {tracking_uri} cannot be used ({reason}); point config key 'tracking.uri' (or "
+            "MLFLOW_TRACKING_URI) at a writable sqlite:///PATH/mlflow.db or a running MLflow server"
+        ) from None
+
+
+def _setup_tracking(tracking_uri: str, experiment: str) -> str:
     artifact_root = local_artifact_root(tracking_uri)
     if artifact_root is not None:
         artifact_root.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +123,7 @@ def get_run(run_id: str) -> Run:
         return MlflowClient(uri).get_run(run_id)
     except MlflowException:
         raise RunError(
-            f"run id {run_id} not found in {uri}; list runs with `clinfuse runs` / the MLflow UI"
+            f"run id {run_id} not found in {uri}; find run ids in the MLflow UI (clinfuse ui)"
         ) from None
 
 

@@ -5,11 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clinfuse.config import ExperimentConfig, FusionConfig
+from clinfuse.encoders import list_encoders
 from clinfuse.errors import ConfigError
+from clinfuse.fusion import list_fusions
 
 # A one-modality model needs no interaction between modalities: a concatenation head over one embedding is
 # the plain unimodal classifier, so every unimodal baseline shares the same head design.
 _UNIMODAL_HEAD = "concat"
+
+_CLASSIFICATION_METRICS = (
+    "accuracy", "auprc", "auroc", "balanced_accuracy", "brier", "ece", "f1", "log_loss", "sensitivity",
+    "specificity",
+)  # fmt: skip
+# auroc/auprc name the survival model's C-index (see training.loop), so survival accepts them too.
+_SURVIVAL_METRICS = ("c_index", "td_auc", "auroc", "auprc")
 
 
 @dataclass(frozen=True)
@@ -42,23 +51,57 @@ def select_modalities(config: ExperimentConfig, available: list[str]) -> list[st
     return [m for m in available if m in config.modalities]
 
 
+def check_names(config: ExperimentConfig, available: list[str], task: str) -> None:
+    """Reject names the run would otherwise trip over late or ignore silently (before any run is tracked).
+
+    Args:
+        config: the experiment config.
+        available: the cohort's modality names.
+        task: the cohort's task (``binary``, ``multiclass`` or ``survival``).
+
+    Raises:
+        ConfigError: one line per unknown encoder key, encoder name, fusion method or early-stopping metric.
+    """
+    problems = [
+        f"config key 'encoders.{m}': the cohort has no modality {m!r} (it has {', '.join(available)}); "
+        "fix the name or remove it"
+        for m in config.encoders
+        if m not in available
+    ]
+    encoders = list_encoders()
+    problems += [
+        f"config key 'encoders.{m}.name': unknown encoder {e.name!r}; choose one of: {', '.join(encoders)}"
+        for m, e in config.encoders.items()
+        if e.name is not None and e.name not in encoders
+    ]
+    fusions = list_fusions()
+    for key, method in [("fusion.method", config.fusion.method)] + [("compare", m) for m in config.compare]:
+        if method not in fusions:
+            problems.append(f"config key '{key}': unknown method {method!r}; choose one of: {', '.join(fusions)}")
+    metrics = _SURVIVAL_METRICS if task == "survival" else _CLASSIFICATION_METRICS
+    metric = config.training.early_stopping.metric
+    if metric not in metrics:
+        problems.append(
+            f"config key 'training.early_stopping.metric': {metric!r} is not a {task} metric; choose one of: "
+            f"{', '.join(metrics)}"
+        )
+    if problems:
+        raise ConfigError.from_list(problems)
+
+
 def plan_models(config: ExperimentConfig, modalities: list[str]) -> list[ModelPlan]:
     """The primary model first, then (in comparison mode) the other fusion methods and each modality alone."""
     primary = config.fusion.method
     kind = "fusion" if len(modalities) > 1 else "unimodal"
     plans = [
-        ModelPlan(
-            primary if kind == "fusion" else f"{modalities[0]}_only", kind, tuple(modalities), config.fusion
-        )
+        ModelPlan(primary if kind == "fusion" else f"{modalities[0]}_only", kind, tuple(modalities), config.fusion)
     ]
     if not config.compare or len(modalities) < 2:
         return plans
     for method in config.compare:
         if method != primary:
             plans.append(
-                ModelPlan(
-                    method, "fusion", tuple(modalities), config.fusion.model_copy(update={"method": method})
-                )
+                ModelPlan(method, "fusion", tuple(modalities), config.fusion.model_copy(update={"method": method}))
             )
     unimodal_fusion = config.fusion.model_copy(update={"method": _UNIMODAL_HEAD})
     plans.extend(ModelPlan(f"{m}_only", "unimodal", (m,), unimodal_fusion) for m in modalities)
