@@ -14,6 +14,13 @@ import typer
 
 from clinfuse.errors import ClinfuseError
 
+try:  # recent typer vendors click; older releases raise click's own exceptions
+    from typer._click.exceptions import NoArgsIsHelpError as _NoArgsIsHelp
+    from typer._click.exceptions import UsageError as _UsageError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import NoArgsIsHelpError as _NoArgsIsHelp
+    from click.exceptions import UsageError as _UsageError
+
 # Locals are never shown in tracebacks: they can hold patient data.
 app = typer.Typer(
     help="clinfuse: multimodal clinical diagnosis with gated fusion.",
@@ -254,9 +261,20 @@ def main(argv: list[str] | None = None) -> None:
         argv: arguments (default: ``sys.argv[1:]``).
     """
     try:
-        # Standalone mode keeps typer's own handling of usage errors (exit 2 with a usage line).
-        app(args=argv, prog_name="clinfuse")
+        # Not standalone: usage errors come back here and get the same one-line form as data errors.
+        code = app(args=argv, prog_name="clinfuse", standalone_mode=False)
     except ClinfuseError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
+    except _NoArgsIsHelp as exc:
+        exc.show()
+        sys.exit(2)
+    except _UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "clinfuse"
+        print(f"error: {exc.format_message().rstrip('.')}; see `{command} --help`", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

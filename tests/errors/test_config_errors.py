@@ -114,11 +114,21 @@ def test_malformed_cli_option(project: Path, cli: Cli) -> None:
     assert "error: --missing-rate 'imaging': expected MODALITY=NUMBER" in output
     code, output = cli(["cohort", "synth", str(project / "x"), "--patients", "many"])
     assert code == 2 and "Traceback" not in output
-    # typer's own usage errors: a boxed message, not an ``error:`` line, but still exit 2 and no traceback.
-    assert "'--patients'" in output and "valid integer" in output
+    assert "error: Invalid value for '--patients'" in output and "valid integer" in output
 
 
 def test_log_loss_early_stopping_minimises(config: Path) -> None:
     from clinfuse.config import load_config
 
     assert load_config(config, ["training.early_stopping.metric=log_loss"]).training.early_stopping.mode == "min"
+
+
+
+def test_bad_option_value_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from clinfuse.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["cohort", "synth", "out", "--patients", "many"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and "--patients" in err[0] and "--help" in err[0]
