@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,25 +59,3 @@ def run_in_child(module: str, function: str, timeout: float = 900, **kwargs: Any
             return json.loads(line[len("BENCH_RESULT ") :])
     tail = "\n".join(completed.stderr.strip().splitlines()[-5:])
     raise RuntimeError(f"{module}.{function} failed in the child process (exit {completed.returncode}): {tail}")
-
-
-def baseline_rss_mib() -> float:
-    """Peak RSS of an interpreter that only imported clinfuse's training stack (the fixed cost)."""
-    return run_in_child("common", "_imports_only")["peak_rss_mib"]
-
-
-def _imports_only() -> dict[str, Any]:
-    import clinfuse.training.run  # noqa: F401  (the import is the measured work)
-
-    return {}
-
-
-class Timer:
-    """``with Timer() as t: ...`` then ``t.seconds``."""
-
-    def __enter__(self) -> Timer:
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self._start

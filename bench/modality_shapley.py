@@ -29,15 +29,9 @@ _FEATURES = {"clinical": 30, "genomic": 500, "pathology": 100}
 def _model(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     specs = {
-        "clinical": ModalitySpec(
-            type="tabular", encoder=EncoderConfig(embed_dim=32, hidden=[64]), in_features=30
-        ),
-        "genomic": ModalitySpec(
-            type="genomic", encoder=EncoderConfig(embed_dim=32, hidden=[128]), in_features=500
-        ),
-        "pathology": ModalitySpec(
-            type="tabular", encoder=EncoderConfig(embed_dim=32, hidden=[64]), in_features=100
-        ),
+        "clinical": ModalitySpec(type="tabular", encoder=EncoderConfig(embed_dim=32, hidden=[64]), in_features=30),
+        "genomic": ModalitySpec(type="genomic", encoder=EncoderConfig(embed_dim=32, hidden=[128]), in_features=500),
+        "pathology": ModalitySpec(type="tabular", encoder=EncoderConfig(embed_dim=32, hidden=[64]), in_features=100),
     }
     model = build_model(specs, FusionConfig(method="gated", hidden=64), n_outputs=1)
     with torch.no_grad():
@@ -54,9 +48,7 @@ def _data(n: int, seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     return inputs, present
 
 
-def _shap_exact_raw(
-    model: torch.nn.Module, inputs: dict[str, torch.Tensor], present: torch.Tensor
-) -> np.ndarray:
+def _shap_exact_raw(model: torch.nn.Module, inputs: dict[str, torch.Tensor], present: torch.Tensor) -> np.ndarray:
     """shap Exact on the mask game, re-running the encoders for every coalition (no cache)."""
     masker = shap.maskers.Independent(np.zeros((1, present.shape[1])))
     phi = np.zeros(present.shape, dtype=np.float64)
@@ -72,9 +64,7 @@ def _shap_exact_raw(
     return phi
 
 
-def benchmark_modality_shapley(
-    n_patients: int = 10000, n_reference: int = 50, seed: int = 0
-) -> dict[str, Any]:
+def benchmark_modality_shapley(n_patients: int = 10000, n_reference: int = 50, seed: int = 0) -> dict[str, Any]:
     """Time batched exact modality Shapley for ``n_patients`` against shap Exact on raw inputs.
 
     Args:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -195,7 +194,8 @@ def train_fold(
     metric = cfg.early_stopping.metric
     if task == "survival" and metric in ("auroc", "auprc"):
         metric = "c_index"
-    best = FoldResult(copy.deepcopy(model.state_dict()), 0, float("nan"))
+    # Epoch 1 always records its weights below, so nothing needs copying before training starts.
+    best = FoldResult({}, 0, float("nan"))
     stale = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()

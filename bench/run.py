@@ -1,0 +1,151 @@
+"""Run clinfuse's benchmarks, print a table and write ``bench/results.json`` (``make bench``).
+
+Each sub-benchmark lives in its own module beside this file and returns a dict of figures; this script runs
+them (all, or those named with ``--only``), checks each headline figure against its target and records the
+device. ``--quick`` runs every benchmark at toy size (for smoke tests; its figures mean nothing).
+
+Run: ``python bench/run.py --out bench/results.json [--only throughput shapley] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from accuracy import benchmark_accuracy  # noqa: E402
+from cohort_check import benchmark_cohort_check  # noqa: E402
+from common import device_name  # noqa: E402
+from modality_shapley import benchmark_modality_shapley  # noqa: E402
+from throughput import benchmark_throughput  # noqa: E402
+from train_memory import benchmark_train_memory  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One sub-benchmark: its function, full and toy arguments, and the headline figure's target."""
+
+    function: Callable[..., dict[str, Any]]
+    full: dict[str, Any]
+    quick: dict[str, Any]
+    figure: str
+    target: float | None
+    higher_is_better: bool
+    unit: str
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "throughput": Benchmark(
+        benchmark_throughput,
+        {"patients": 96, "size": 24, "rounds": 3},
+        {"patients": 16, "size": 8, "batch_size": 8, "rounds": 1},
+        "throughput_ratio",
+        0.85,
+        True,
+        "pipeline / compute bound",
+    ),
+    "shapley": Benchmark(
+        benchmark_modality_shapley,
+        {"n_patients": 10000, "n_reference": 30},
+        {"n_patients": 64, "n_reference": 3},
+        "batched_seconds",
+        10.0,
+        False,
+        "s for 10,000 patients",
+    ),
+    "cohort_check": Benchmark(
+        benchmark_cohort_check,
+        {"patients": 1000, "size": 32},
+        {"patients": 40, "size": 8},
+        "check_patients_per_s",
+        None,
+        True,
+        "patients/s",
+    ),
+    "train_memory": Benchmark(
+        benchmark_train_memory,
+        {"patients": 2000, "size": 24, "train_patients": 128},
+        {"patients": 40, "size": 8, "train_patients": 16},
+        "memory_cache_peak_gib",
+        24.0,
+        False,
+        "GiB peak RSS",
+    ),
+    "accuracy": Benchmark(
+        benchmark_accuracy,
+        {"patients": 1000, "size": 16, "epochs": 6, "folds": 2},
+        {"patients": 40, "size": 8, "epochs": 1, "folds": 2},
+        "auroc_share_of_bayes",
+        0.9,
+        True,
+        "test AUROC / Bayes AUROC",
+    ),
+}
+
+
+def run_benchmarks(names: list[str], quick: bool = False) -> dict[str, Any]:
+    """Run the named benchmarks and return the results document (figures, targets, pass/fail, device)."""
+    results: dict[str, Any] = {
+        "device": device_name(),
+        "python": platform.python_version(),
+        "quick": quick,
+        "benchmarks": {},
+    }
+    for name in names:
+        bench = BENCHMARKS[name]
+        start = time.perf_counter()
+        figures = bench.function(**(bench.quick if quick else bench.full))
+        value = float(figures[bench.figure])
+        passed = None
+        if bench.target is not None:
+            passed = value >= bench.target if bench.higher_is_better else value <= bench.target
+        results["benchmarks"][name] = {
+            "figure": bench.figure,
+            "value": value,
+            "target": bench.target,
+            "target_is": "minimum" if bench.higher_is_better else "maximum",
+            "unit": bench.unit,
+            "passed": passed,
+            "seconds": time.perf_counter() - start,
+            "details": figures,
+        }
+        print(f"[bench] {name}: {bench.figure} = {value:.4g} ({time.perf_counter() - start:.0f} s)", flush=True)
+    return results
+
+
+def render_table(results: dict[str, Any]) -> str:
+    """The results as a fixed-width text table."""
+    rows = [("benchmark", "figure", "value", "target", "pass", "unit", "time")]
+    for name, r in results["benchmarks"].items():
+        target = "-" if r["target"] is None else ("≥ " if r["target_is"] == "minimum" else "≤ ") + f"{r['target']:g}"
+        verdict = {True: "yes", False: "NO", None: "-"}[r["passed"]]
+        rows.append((name, r["figure"], f"{r['value']:.4g}", target, verdict, r["unit"], f"{r['seconds']:.0f} s"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return f"device: {results['device']}\n" + "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results.json")
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS))
+    parser.add_argument("--quick", action="store_true", help="toy sizes (smoke test; figures mean nothing)")
+    args = parser.parse_args()
+    results = run_benchmarks(args.only, args.quick)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(render_table(results))
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
