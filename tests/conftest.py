@@ -6,6 +6,24 @@ synchronisation cost, and on a shared 2-core machine oversubscribed threads make
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
+import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_tracking_uri() -> Iterator[None]:
+    """Every test starts without MLFLOW_TRACKING_URI, whatever an earlier test left behind.
+
+    ``mlflow.set_tracking_uri`` writes that variable, and clinfuse honours it before its own default store, so a
+    value left by one test would send the next test's runs into a store that may no longer exist.
+    """
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved

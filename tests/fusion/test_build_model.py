@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_specs
+from fusion_support import make_specs
 from monai.networks.nets import ResNet
 
 from clinfuse.config import EncoderConfig, FusionConfig
@@ -22,9 +22,7 @@ def test_default_encoders_by_type(gene_mask: np.ndarray) -> None:
     specs["rna"].gene_mask = gene_mask
     model = build_model(specs, FusionConfig(), n_outputs=1)
     assert DEFAULT_ENCODERS == {"image": "resnet10", "tabular": "mlp", "genomic": "snn"}
-    assert isinstance(model.encoders["ct"], ImageEncoder) and isinstance(
-        model.encoders["ct"].backbone, ResNet
-    )
+    assert isinstance(model.encoders["ct"], ImageEncoder) and isinstance(model.encoders["ct"].backbone, ResNet)
     assert isinstance(model.encoders["clinical"], MLPEncoder)
     assert isinstance(model.encoders["rna"], SNNEncoder)
     assert isinstance(model.encoders["rna"].net[0], MaskedLinear)
@@ -78,9 +76,7 @@ def test_gene_mask_needs_snn(gene_mask: np.ndarray) -> None:
 
 
 def test_unknown_fusion_lists_choices() -> None:
-    with pytest.raises(
-        ConfigError, match="fusion.method: unknown method 'bilinear'; choose one of: attention, concat"
-    ):
+    with pytest.raises(ConfigError, match="fusion.method: unknown method 'bilinear'; choose one of: attention, concat"):
         build_model(make_specs(), FusionConfig(method="bilinear"), 1)
 
 

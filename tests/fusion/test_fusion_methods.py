@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import METHODS, make_batch, make_model, make_specs, mixed_presence
+from fusion_support import METHODS, make_batch, make_model, make_specs, mixed_presence
 
 from clinfuse.config import FusionConfig
 from clinfuse.fusion import build_model, create_fusion, list_fusions, modality_dropout
@@ -62,8 +62,7 @@ def test_late_mean_averages_per_modality_logits() -> None:
     with torch.no_grad():
         fused = model.fuse(embeddings, present).logits
         filled = [
-            torch.where(present[:, i : i + 1], embeddings[m], model.missing[m])
-            for i, m in enumerate(model.modalities)
+            torch.where(present[:, i : i + 1], embeddings[m], model.missing[m]) for i, m in enumerate(model.modalities)
         ]
         per = torch.stack([h(e) for h, e in zip(model.head.heads, filled, strict=True)])
     torch.testing.assert_close(fused, per.mean(dim=0))
@@ -79,9 +78,7 @@ def test_late_learned_weights_train() -> None:
 
 
 def test_attention_width_rounds_up_to_heads() -> None:
-    head = create_fusion(
-        "attention", [4, 6], 1, FusionConfig(method="attention", hidden=10, attention_heads=4)
-    )
+    head = create_fusion("attention", [4, 6], 1, FusionConfig(method="attention", hidden=10, attention_heads=4))
     assert head.cls.shape[-1] == 12
     out = head([torch.randn(3, 4), torch.randn(3, 6)], torch.ones(3, 2, dtype=torch.bool))
     assert out.logits.shape == (3, 1)

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import MODALITIES, make_batch, make_model, mixed_presence
+from fusion_support import MODALITIES, make_batch, make_model, mixed_presence
 
 from clinfuse.fusion import FusionOutput
 
@@ -102,13 +102,10 @@ def test_batch_size_independence(method: str) -> None:
             for rows in (slice(0, 2), slice(2, 6))
         ]
         forward_parts = [
-            model({m: x[rows] for m, x in inputs.items()}, present[rows])
-            for rows in (slice(0, 3), slice(3, 6))
+            model({m: x[rows] for m, x in inputs.items()}, present[rows]) for rows in (slice(0, 3), slice(3, 6))
         ]
     torch.testing.assert_close(full.logits, torch.cat([p.logits for p in parts]), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(
-        full.logits, torch.cat([p.logits for p in forward_parts]), rtol=1e-4, atol=1e-5
-    )
+    torch.testing.assert_close(full.logits, torch.cat([p.logits for p in forward_parts]), rtol=1e-4, atol=1e-5)
     if full.gates is not None:
         torch.testing.assert_close(full.gates, torch.cat([p.gates for p in parts]))
 
@@ -136,9 +133,7 @@ def test_fuse_treats_left_out_embeddings_as_absent() -> None:
     absent_rna = present.clone()
     absent_rna[:, 2] = False
     without = {m: e for m, e in embeddings.items() if m != "rna"}
-    torch.testing.assert_close(
-        model.fuse(without, absent_rna).logits, model.fuse(embeddings, absent_rna).logits
-    )
+    torch.testing.assert_close(model.fuse(without, absent_rna).logits, model.fuse(embeddings, absent_rna).logits)
 
 
 def test_explanation_batch_of_coalitions() -> None:

@@ -82,7 +82,14 @@ def _setup_tracking(tracking_uri: str, experiment: str) -> str:
     artifact_root = local_artifact_root(tracking_uri)
     if artifact_root is not None:
         artifact_root.parent.mkdir(parents=True, exist_ok=True)
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri)
+    # MLflow also exports the URI as MLFLOW_TRACKING_URI; left there, resolve_tracking_uri would send every
+    # later run in this process (another project, a notebook) to this store, so the environment is restored.
+    if previous_env is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous_env
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -122,9 +129,7 @@ def get_run(run_id: str) -> Run:
     try:
         return MlflowClient(uri).get_run(run_id)
     except MlflowException:
-        raise RunError(
-            f"run id {run_id} not found in {uri}; find run ids in the MLflow UI (clinfuse ui)"
-        ) from None
+        raise RunError(f"run id {run_id} not found in {uri}; find run ids in the MLflow UI (clinfuse ui)") from None
 
 
 def download_run_artifacts(run_id: str, dst: str | Path, artifact_path: str | None = None) -> Path:

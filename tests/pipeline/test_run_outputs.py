@@ -1,0 +1,151 @@
+"""Issue 4: a tiny 3-modality cohort through ``clinfuse run`` writes a complete run folder with sane numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from pipeline_support import N_PATIENTS, CompareRun
+
+pytestmark = pytest.mark.slow
+
+MODELS = ["gated", "concat", "imaging_only", "clinical_only", "genomic_only"]
+MODALITIES = ["imaging", "clinical", "genomic"]
+N_TEST = 10  # 25% of 40 patients
+
+
+def test_run_folder_holds_every_output(compare_run: CompareRun) -> None:
+    run_dir = compare_run.run_dir
+    for name in (
+        "config.yaml",
+        "run_info.json",
+        "cohort_summary.json",
+        "splits.csv",
+        "metrics.json",
+        "comparison.csv",
+        "history.csv",
+        "predictions.csv",
+        "contributions.csv",
+        "modality_summary.json",
+        "report.html",
+    ):
+        assert (run_dir / name).is_file(), name
+    assert sorted(p.name for p in run_dir.glob("features_*.csv")) == ["features_clinical.csv", "features_genomic.csv"]
+    overlays = list((run_dir / "overlays").glob("*.png"))
+    assert len(overlays) == 1 and overlays[0].name.startswith("P-")
+    assert overlays[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert compare_run.run_id in compare_run.stdout  # the CLI printed the run and its table
+
+
+def test_run_info_records_provenance(compare_run: CompareRun) -> None:
+    info = json.loads((compare_run.run_dir / "run_info.json").read_text())
+    assert info["run_id"] == compare_run.run_id
+    assert info["experiment"] == "tiny" and info["task"] == "binary" and info["seed"] == 0
+    assert info["modalities"] == MODALITIES and info["model_name"] == "gated"
+    assert len(info["cohort_hash"]) == 64 and info["device"] == "cpu"
+    assert {"clinfuse", "torch", "monai", "shap", "mlflow", "python"} <= set(info["versions"])
+    assert info["n_test"] == N_TEST
+
+
+def test_splits_are_disjoint_and_cover_the_cohort(compare_run: CompareRun) -> None:
+    splits = pd.read_csv(compare_run.run_dir / "splits.csv")
+    assert len(splits) == N_PATIENTS and splits["patient"].is_unique
+    assert splits["patient"].str.match(r"^P-[0-9a-f]{10}$").all()
+    test = splits[splits["split"] == "test"]
+    assert len(test) == N_TEST and (test["fold"] == -1).all()
+    cv = splits[splits["split"] == "cv"]
+    assert sorted(cv["fold"].unique()) == [0, 1]
+    # Each CV patient validates in exactly one fold; the two validation sets are balanced.
+    assert abs((cv["fold"] == 0).sum() - (cv["fold"] == 1).sum()) <= 1
+
+
+def test_predictions_cover_each_test_patient_once(compare_run: CompareRun) -> None:
+    splits = pd.read_csv(compare_run.run_dir / "splits.csv")
+    predictions = pd.read_csv(compare_run.run_dir / "predictions.csv")
+    assert list(predictions.columns) == ["patient", "fold", "label", "prob", "prediction"]
+    assert predictions["patient"].is_unique
+    assert set(predictions["patient"]) == set(splits.loc[splits["split"] == "test", "patient"])
+    assert predictions["prob"].between(0, 1).all()
+    assert set(predictions["label"].astype(str)) <= {"0", "1"}
+    metrics = json.loads((compare_run.run_dir / "metrics.json").read_text())
+    threshold = metrics["gated"]["threshold"]
+    expected = np.where(predictions["prob"] >= threshold, 1, 0)
+    np.testing.assert_array_equal(predictions["prediction"].astype(int), expected)
+
+
+def test_metrics_and_comparison_are_consistent(compare_run: CompareRun) -> None:
+    metrics = json.loads((compare_run.run_dir / "metrics.json").read_text())
+    assert list(metrics) == MODELS
+    comparison = pd.read_csv(compare_run.run_dir / "comparison.csv")
+    assert list(comparison["model"]) == MODELS
+    assert list(comparison["kind"]) == ["fusion", "fusion", "unimodal", "unimodal", "unimodal"]
+    assert (comparison["metric"] == "auroc").all()
+    for row in comparison.itertuples():
+        m = metrics[row.model]
+        assert len(m["folds"]) == 2
+        assert 0.0 <= row.value <= 1.0
+        assert row.value == pytest.approx(m["test"]["auroc"])
+        lo, hi = m["test_ci"]["auroc"]
+        assert (row.ci_low, row.ci_high) == pytest.approx((lo, hi))
+        assert 0.0 <= lo <= row.value <= hi <= 1.0
+        assert row.fold_mean == pytest.approx(np.mean([f["auroc"] for f in m["folds"]]))
+        for name, value in m["test"].items():
+            if name in ("auroc", "auprc", "accuracy", "balanced_accuracy", "brier", "ece") and value is not None:
+                assert 0.0 <= value <= 1.0, (row.model, name)
+    # The best unimodal model carries no p-value; every other model one in [0, 1].
+    best = comparison["best_unimodal"].iloc[0]
+    assert best in MODELS[2:]
+    others = comparison[comparison["model"] != best]
+    assert others["p_vs_best_unimodal"].between(0, 1).all()
+    assert comparison.loc[comparison["model"] == best, "p_vs_best_unimodal"].isna().all()
+
+
+def test_history_has_every_epoch_of_every_fold(compare_run: CompareRun) -> None:
+    history = pd.read_csv(compare_run.run_dir / "history.csv")
+    assert len(history) == len(MODELS) * 2 * 2
+    for (model, fold), group in history.groupby(["model", "fold"]):
+        assert list(group["epoch"]) == [1, 2], (model, fold)
+    assert np.isfinite(history["train_loss"]).all() and (history["train_loss"] > 0).all()
+    assert history["val_auroc"].between(0, 1).all()
+
+
+def test_contributions_are_efficient(compare_run: CompareRun) -> None:
+    contributions = pd.read_csv(compare_run.run_dir / "contributions.csv")
+    predictions = pd.read_csv(compare_run.run_dir / "predictions.csv").set_index("patient")
+    assert len(contributions) == N_TEST and contributions["patient"].is_unique
+    for m in MODALITIES:
+        assert {f"phi_{m}", f"gate_{m}", f"present_{m}"} <= set(contributions.columns)
+    phi = contributions[[f"phi_{m}" for m in MODALITIES]].sum(axis=1)
+    np.testing.assert_allclose(phi, contributions["f_x"] - contributions["f_empty"], atol=1e-6)
+    # f_x is the explained logit of the ensemble: it must reproduce the predicted probability.
+    prob = predictions.loc[contributions["patient"], "prob"].to_numpy()
+    np.testing.assert_allclose(contributions["prob"], prob, atol=1e-6)
+    np.testing.assert_allclose(1 / (1 + np.exp(-contributions["f_x"])), prob, atol=1e-5)
+    # f_empty is the same all-missing coalition for every patient.
+    assert contributions["f_empty"].std() < 1e-6
+    gates = contributions[[f"gate_{m}" for m in MODALITIES]]
+    assert gates.stack().between(0, 1).all()
+
+
+def test_feature_attributions_and_summary(compare_run: CompareRun) -> None:
+    clinical = pd.read_csv(compare_run.run_dir / "features_clinical.csv")
+    assert list(clinical.columns) == ["patient", "feature", "value", "attribution"]
+    assert set(clinical["feature"]) <= {"age", "sex", "stage", "marker_a", "marker_b", "bmi"}
+    assert "mrn" not in set(clinical["feature"]) and "diagnosis" not in set(clinical["feature"])
+    assert np.isfinite(clinical["attribution"]).all()
+    genomic = pd.read_csv(compare_run.run_dir / "features_genomic.csv")
+    assert genomic["feature"].str.match(r"^G\d{4}$").all()
+    summary = json.loads((compare_run.run_dir / "modality_summary.json").read_text())
+    assert summary  # cohort-level means, shares, per class
+    text = json.dumps(summary)
+    for m in MODALITIES:
+        assert m in text
+    assert (compare_run.run_dir / "report.html").stat().st_size > 10_000
+
+
+def test_run_wall_time(compare_run: CompareRun, record_property: pytest.RecordProperty) -> None:
+    # Recorded, not asserted tightly: the machine is shared, so wall time says little about the code.
+    record_property("compare_run_seconds", round(compare_run.seconds, 1))
+    assert compare_run.seconds < 900

@@ -1,0 +1,136 @@
+"""Issue 5: the MLflow store holds the parent run, its model and fold child runs, metrics, inputs and the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from pipeline_support import CompareRun, client_for, use_store
+
+from clinfuse.cohort import load_cohort, make_splits
+from clinfuse.privacy import pseudonymise
+from clinfuse.training.inference import cohort_input_frame
+
+pytestmark = pytest.mark.slow
+
+MODELS = {"gated", "concat", "imaging_only", "clinical_only", "genomic_only"}
+
+
+def _runs(compare_run: CompareRun) -> list:
+    client = client_for(compare_run.project)
+    experiment = client.get_experiment_by_name("tiny")
+    return client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+def _children(runs: dict, parent: str) -> dict:
+    return {r.info.run_name: r for r in runs.values() if r.data.tags.get("mlflow.parentRunId") == parent}
+
+
+def test_parent_model_and_fold_runs(compare_run: CompareRun) -> None:
+    runs = {r.info.run_id: r for r in _runs(compare_run)}
+    parent = runs[compare_run.run_id]
+    assert parent.info.status == "FINISHED" and "mlflow.parentRunId" not in parent.data.tags
+    children = _children(runs, parent.info.run_id)
+    assert set(children) == MODELS
+    for name, model_run in children.items():
+        assert model_run.info.status == "FINISHED"
+        assert model_run.data.tags["model"] == name
+        assert 0.0 <= model_run.data.metrics["test_auroc"] <= 1.0
+        folds = _children(runs, model_run.info.run_id)
+        assert set(folds) == {f"{name}/fold0", f"{name}/fold1"}
+        assert all(f.info.status == "FINISHED" for f in folds.values())
+    assert len(runs) == 1 + len(MODELS) * 3
+
+
+def test_epoch_histories_match_history_csv(compare_run: CompareRun) -> None:
+    client = client_for(compare_run.project)
+    history = pd.read_csv(compare_run.run_dir / "history.csv")
+    fold_runs = [r for r in _runs(compare_run) if "/fold" in (r.info.run_name or "")]
+    assert len(fold_runs) == 10
+    for run in fold_runs:
+        model, fold = run.info.run_name.split("/fold")
+        expected = history[(history["model"] == model) & (history["fold"] == int(fold))]
+        for metric in ("train_loss", "val_auroc"):
+            logged = sorted(client.get_metric_history(run.info.run_id, metric), key=lambda m: m.step)
+            assert [m.step for m in logged] == [1, 2]
+            np.testing.assert_allclose([m.value for m in logged], expected[metric], rtol=1e-6)
+        assert "fold_auroc" in run.data.metrics
+
+
+def test_parent_params_tags_metrics(compare_run: CompareRun) -> None:
+    run = client_for(compare_run.project).get_run(compare_run.run_id)
+    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+    assert params["training.epochs"] == "2" and params["evaluation.folds"] == "2"
+    assert params["fusion.method"] == "gated" and params["compare"] == '["gated", "concat"]'
+    assert params["encoders.imaging.name"] == "resnet10" and params["seed"] == "0"
+    info = json.loads((compare_run.run_dir / "run_info.json").read_text())
+    assert tags["clinfuse.cohort_hash"] == info["cohort_hash"]
+    assert tags["clinfuse.git_commit"] == info["git_commit"]
+    assert tags["clinfuse.seed"] == "0" and tags["clinfuse.task"] == "binary"
+    assert tags["torch.version"] == info["versions"]["torch"]
+    assert tags["monai.version"] == info["versions"]["monai"]
+    assert tags["clinfuse.version"] == info["versions"]["clinfuse"]
+    gated = json.loads((compare_run.run_dir / "metrics.json").read_text())["gated"]
+    assert metrics["test_auroc"] == pytest.approx(gated["test"]["auroc"])
+    assert metrics["test_auroc_ci_low"] == pytest.approx(gated["test_ci"]["auroc"][0])
+    assert metrics["test_auroc_ci_high"] == pytest.approx(gated["test_ci"]["auroc"][1])
+
+
+def test_dataset_inputs(compare_run: CompareRun) -> None:
+    run = client_for(compare_run.project).get_run(compare_run.run_id)
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"synthetic.clinical", "synthetic.genomic"}
+    schema = json.loads(inputs["synthetic.clinical"].dataset.schema)
+    columns = {c["name"] for c in schema["mlflow_colspec"]}
+    assert {"age", "sex", "stage", "marker_a"} <= columns
+    assert not columns & {"mrn", "patient_id", "diagnosis"}
+    assert all(d.tags[0].key in ("mlflow.data.context", "modality", "cohort_hash") for d in inputs.values())
+
+
+def test_artifacts_logged(compare_run: CompareRun, tmp_path) -> None:
+    client = client_for(compare_run.project)
+    names = {a.path for a in client.list_artifacts(compare_run.run_id)}
+    assert {
+        "config.yaml",
+        "run_info.json",
+        "splits.csv",
+        "metrics.json",
+        "comparison.csv",
+        "history.csv",
+        "predictions.csv",
+        "contributions.csv",
+        "modality_summary.json",
+        "features_clinical.csv",
+        "features_genomic.csv",
+        "report.html",
+        "overlays",
+    } <= names
+    local = client.download_artifacts(compare_run.run_id, "metrics.json", str(tmp_path))
+    assert Path(local).read_text() == (compare_run.run_dir / "metrics.json").read_text()
+
+
+def test_logged_model_reproduces_test_predictions(compare_run: CompareRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_store(compare_run.project, monkeypatch)
+    models = mlflow.search_logged_models(
+        experiment_ids=[client_for(compare_run.project).get_experiment_by_name("tiny").experiment_id],
+        output_format="list",
+    )
+    assert len(models) == 1 and models[0].source_run_id == compare_run.run_id
+    model = mlflow.pyfunc.load_model(models[0].model_uri)
+    info = json.loads((compare_run.run_dir / "run_info.json").read_text())
+    config = yaml.safe_load((compare_run.run_dir / "config.yaml").read_text())
+    cohort = load_cohort(config["cohort"])
+    splits = make_splits(cohort.y, 2, 0.25, config["seed"])
+    salt = (compare_run.project / ".clinfuse" / "salt").read_bytes()
+    pseudo = pseudonymise(cohort.patient_ids, salt)
+    frame = cohort_input_frame(cohort, info["modalities"], splits.test)
+    assert not {c for c in frame.columns if c.split(".", 1)[1] in ("mrn", "patient_id", "diagnosis")}
+    output = model.predict(frame)
+    predictions = pd.read_csv(compare_run.run_dir / "predictions.csv").set_index("patient")
+    expected = predictions.loc[[pseudo[i] for i in splits.test], "prob"].to_numpy()
+    np.testing.assert_allclose(np.asarray(output["prob"]), expected, atol=1e-5)
