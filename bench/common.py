@@ -18,14 +18,20 @@ import torch
 
 BENCH_DIR = Path(__file__).resolve().parent
 
+# The peak comes from VmHWM in /proc/self/status, which starts afresh at exec. ru_maxrss does not: Linux carries
+# the forking parent's high-water mark into the child, so every child would report at least the parent's peak.
 _CHILD = """
 import json, resource, sys, time
+from pathlib import Path
 sys.path.insert(0, {bench!r})
 from {module} import {function} as fn
 start = time.perf_counter()
 result = fn(**json.loads({kwargs!r}))
 result["child_seconds"] = time.perf_counter() - start
-result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+status = Path("/proc/self/status")
+hwm = [l for l in status.read_text().splitlines() if l.startswith("VmHWM:")] if status.exists() else []
+kib = int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result["peak_rss_mib"] = kib / 1024
 print("BENCH_RESULT " + json.dumps(result))
 """
 

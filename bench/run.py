@@ -45,8 +45,8 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {
     "throughput": Benchmark(
         benchmark_throughput,
-        {"patients": 96, "size": 24, "rounds": 3},
-        {"patients": 16, "size": 8, "batch_size": 8, "rounds": 1},
+        {"patients": 96, "size": 24, "rounds": 5, "epochs": 3},
+        {"patients": 16, "size": 8, "batch_size": 8, "rounds": 1, "epochs": 1},
         "throughput_ratio",
         0.85,
         True,
@@ -81,7 +81,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     ),
     "accuracy": Benchmark(
         benchmark_accuracy,
-        {"patients": 1000, "size": 16, "epochs": 6, "folds": 2},
+        {"patients": 1000, "size": 16, "epochs": 20, "folds": 3},
         {"patients": 40, "size": 8, "epochs": 1, "folds": 2},
         "auroc_share_of_bayes",
         0.9,

@@ -184,6 +184,10 @@ def train_fold(
     else:
         scheduler = None
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
+    # Training drives some activations and optimiser states into denormal floats, which CPUs compute up to
+    # ~100x slower; flushing them to zero cost 15-20% of CPU epoch time in `make bench` and changes no result
+    # beyond 1e-38.
+    torch.set_flush_denormal(True)
     ctx = current_context()
     # Under torchrun the training step runs through DDP; evaluation uses the plain model on the full set.
     net = wrap_model(model, ctx)
