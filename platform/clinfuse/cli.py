@@ -49,9 +49,7 @@ def _pairs(items: list[str], option: str) -> dict[str, float]:
 def cohort_check(
     path: Path = typer.Argument(..., help="Cohort folder (holding cohort.yaml)."),
     folds: int | None = typer.Option(None, help="Also check every class has enough patients for K folds."),
-    test_fraction: float | None = typer.Option(
-        None, help="Held-out test share used with --folds (default 0.2)."
-    ),
+    test_fraction: float | None = typer.Option(None, help="Held-out test share used with --folds (default 0.2)."),
 ) -> None:
     """Open every table and image of a cohort and summarise it; exit 2 listing every problem."""
     from clinfuse.cohort import check_cohort
@@ -71,9 +69,7 @@ def cohort_synth(
     size: int = typer.Option(24, help="Image side length."),
     seed: int = typer.Option(0, help="Random seed."),
     uninformative: list[str] = typer.Option([], help="Modality whose weight is 0 (repeatable)."),
-    missing_rate: list[str] = typer.Option(
-        [], help="MODALITY=RATE share of patients lacking it (repeatable)."
-    ),
+    missing_rate: list[str] = typer.Option([], help="MODALITY=RATE share of patients lacking it (repeatable)."),
     signal: list[str] = typer.Option([], help="MODALITY=WEIGHT logit weight of a modality (repeatable)."),
     genes: int = typer.Option(200, help="Genes in genomic.csv."),
 ) -> None:
@@ -163,9 +159,7 @@ def _run_and_report(config: Any, resume: str | None) -> Any:
     epochs = config.training.epochs
     try:
         with progress:
-            outcome = run_experiment(
-                config, resume=resume, progress=lambda m, f, e, x: update(m, f, e, x, epochs)
-            )
+            outcome = run_experiment(config, resume=resume, progress=lambda m, f, e, x: update(m, f, e, x, epochs))
     except KeyboardInterrupt:
         print(
             "interrupted: the MLflow run is marked KILLED; continue it with `clinfuse run --resume RUN_ID`",
@@ -179,12 +173,8 @@ def _run_and_report(config: Any, resume: str | None) -> Any:
 
 @app.command("run")
 def run(
-    config: Path | None = typer.Argument(
-        None, help="Experiment YAML (see configs/). Optional with --resume."
-    ),
-    set_: list[str] = typer.Option(
-        [], "--set", help="Override a config key: --set training.epochs=5 (repeatable)."
-    ),
+    config: Path | None = typer.Argument(None, help="Experiment YAML (see configs/). Optional with --resume."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key: --set training.epochs=5 (repeatable)."),
     resume: str | None = typer.Option(None, help="MLflow run id of an interrupted run to continue."),
 ) -> None:
     """Train, cross-validate, compare, explain and report one experiment."""
@@ -192,9 +182,7 @@ def run(
     from clinfuse.pipeline.resume import config_of_run
 
     if config is None and resume is None:
-        raise ClinfuseError(
-            "run: pass a config file, e.g. clinfuse run configs/demo.yaml (or --resume RUN_ID)"
-        )
+        raise ClinfuseError("run: pass a config file, e.g. clinfuse run configs/demo.yaml (or --resume RUN_ID)")
     cfg = load_config(config, set_) if config is not None else config_of_run(resume, Path.cwd(), set_)
     _run_and_report(cfg, resume)
 
@@ -224,9 +212,7 @@ def report(
 def ui(
     host: str = typer.Option("127.0.0.1", help="Address to bind (127.0.0.1 keeps the dashboard local)."),
     port: int = typer.Option(5000, help="Port."),
-    tracking_uri: str | None = typer.Option(
-        None, help="Store to show (default: MLFLOW_TRACKING_URI or ./mlflow.db)."
-    ),
+    tracking_uri: str | None = typer.Option(None, help="Store to show (default: MLFLOW_TRACKING_URI or ./mlflow.db)."),
 ) -> None:
     """Start the MLflow dashboard on the same store as `clinfuse run`."""
     from clinfuse.tracking import launch_ui, resolve_tracking_uri

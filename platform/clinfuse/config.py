@@ -233,9 +233,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     """Read, override and validate an experiment YAML; the cohort path resolves against the file's folder."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(
-            f"{path}: config file not found; pass the path of an experiment YAML (see configs/)"
-        )
+        raise ConfigError(f"{path}: config file not found; pass the path of an experiment YAML (see configs/)")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

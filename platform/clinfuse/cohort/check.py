@@ -50,9 +50,7 @@ class CohortReport:
                 )
             lines.append(
                 "  modalities: "
-                + ", ".join(
-                    f"{k} ({v['type']}): {v['present']}/{s['patients']}" for k, v in s["modalities"].items()
-                )
+                + ", ".join(f"{k} ({v['type']}): {v['present']}/{s['patients']}" for k, v in s["modalities"].items())
             )
             lines.append("  combinations: " + ", ".join(f"{k}: {v}" for k, v in s["combinations"].items()))
             for name, info in s["modalities"].items():
@@ -60,20 +58,12 @@ class CohortReport:
                     lines.append(f"  {name}: {info['features']} features ({info['categorical']} categorical)")
                 missing = info.get("missing_values")
                 if missing:
-                    lines.append(
-                        f"  {name} missing values: " + ", ".join(f"{k}: {v}" for k, v in missing.items())
-                    )
+                    lines.append(f"  {name} missing values: " + ", ".join(f"{k}: {v}" for k, v in missing.items()))
                 if info.get("shapes"):
-                    lines.append(
-                        f"  {name} shapes: " + ", ".join(f"{k} x{v}" for k, v in info["shapes"].items())
-                    )
-                    lines.append(
-                        f"  {name} spacings: " + ", ".join(f"{k} x{v}" for k, v in info["spacings"].items())
-                    )
+                    lines.append(f"  {name} shapes: " + ", ".join(f"{k} x{v}" for k, v in info["shapes"].items()))
+                    lines.append(f"  {name} spacings: " + ", ".join(f"{k} x{v}" for k, v in info["spacings"].items()))
             for exclusion in s["exclusions"]:
-                lines.append(
-                    f"  excluded: {exclusion['count']} ({exclusion['source']}: {exclusion['reason']})"
-                )
+                lines.append(f"  excluded: {exclusion['count']} ({exclusion['source']}: {exclusion['reason']})")
         if self.problems and problems:
             lines.append(f"{len(self.problems)} problem(s):")
             lines += [f"  {p}" for p in self.problems]
@@ -120,9 +110,7 @@ def cohort_summary(cohort: Cohort) -> dict[str, Any]:
     return summary
 
 
-def check_cohort(
-    path: str | Path, folds: int | None = None, test_fraction: float | None = None
-) -> CohortReport:
+def check_cohort(path: str | Path, folds: int | None = None, test_fraction: float | None = None) -> CohortReport:
     """Validate a cohort folder, opening every table and every image.
 
     Args:

@@ -77,9 +77,7 @@ def image_transforms(spatial_dims: int, size: list[int], augment: bool) -> Compo
     ]
     if augment:
         steps += [RandFlipd(keys="image", prob=0.5, spatial_axis=axis) for axis in range(spatial_dims)]
-        steps.append(
-            RandAffined(keys="image", prob=0.5, rotate_range=0.2, scale_range=0.1, padding_mode="border")
-        )
+        steps.append(RandAffined(keys="image", prob=0.5, rotate_range=0.2, scale_range=0.1, padding_mode="border"))
     steps.append(EnsureTyped(keys="image", dtype=torch.float32, track_meta=False))
     return Compose(steps)
 
@@ -102,9 +100,7 @@ def _spatial_shape(shape: tuple[int, ...], spatial_dims: int, name: str) -> tupl
     if len(dims) == spatial_dims:
         return tuple(dims), []
     if len(dims) == 4 and spatial_dims == 3:
-        return tuple(dims), [
-            f"{name}: 4D volume {tuple(dims)} where 3D is expected; keep one volume per file"
-        ]
+        return tuple(dims), [f"{name}: 4D volume {tuple(dims)} where 3D is expected; keep one volume per file"]
     return tuple(dims), [
         f"{name}: {len(dims)}D image {tuple(dims)} but the modality declares spatial_dims: {spatial_dims}; "
         "fix spatial_dims in cohort.yaml or convert the image"
@@ -143,11 +139,7 @@ def _inspect_picture(path: Path, spatial_dims: int, name: str) -> tuple[dict[str
 def _inspect_dicom(path: Path, spatial_dims: int, name: str) -> tuple[dict[str, Any], list[str]]:
     import pydicom
 
-    files = (
-        sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        if path.is_dir()
-        else [path]
-    )
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
     if not files:
         return {}, [f"{name}: empty DICOM folder; put the series' .dcm files in it"]
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
@@ -186,6 +178,4 @@ def inspect_image(path: Path, spatial_dims: int, name: str) -> tuple[dict[str, A
     try:
         return inspect(path, spatial_dims, name)
     except Exception as exc:  # every reader raises its own types for corrupt files
-        return {}, [
-            f"{name}: cannot be read as {kind} ({type(exc).__name__}); the file may be corrupt, re-export it"
-        ]
+        return {}, [f"{name}: cannot be read as {kind} ({type(exc).__name__}); the file may be corrupt, re-export it"]

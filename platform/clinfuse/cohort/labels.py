@@ -56,9 +56,7 @@ def _class_labels(spec: LabelSpec, table: str, ids: pd.Series, column: pd.Series
     present = column.notna().to_numpy()
     missing_rows = (np.flatnonzero(~present) + 1).tolist()
     if missing_rows:
-        problems.append(
-            f"{where}: label missing at {rows_text(missing_rows)}; fill it in or remove those rows"
-        )
+        problems.append(f"{where}: label missing at {rows_text(missing_rows)}; fill it in or remove those rows")
     text = column.map(lambda v: normalise_value(v) if isinstance(v, str) else v)
     observed = sorted({v for v in text[present]}, key=_sort_key)
     declared = [normalise_value(c) for c in spec.classes] if spec.classes else None
@@ -70,9 +68,7 @@ def _class_labels(spec: LabelSpec, table: str, ids: pd.Series, column: pd.Series
     else:
         classes = observed
     if spec.task == "binary" and declared is not None and positive is not None and declared[-1] != positive:
-        problems.append(
-            f"cohort.yaml: label.positive '{positive}' must be the last of label.classes {declared}"
-        )
+        problems.append(f"cohort.yaml: label.positive '{positive}' must be the last of label.classes {declared}")
     if spec.task == "binary" and declared is None and len(observed) > 2:
         problems.append(
             f"{where}: {len(observed)} distinct values {observed[:6]} but task is binary; "
@@ -105,9 +101,7 @@ def _survival_labels(
         )
     missing = (np.flatnonzero(np.isnan(time) & times.isna().to_numpy()) + 1).tolist()
     if missing:
-        problems.append(
-            f"{table} column '{spec.time_column}': time missing at {rows_text(missing)}; fill it in"
-        )
+        problems.append(f"{table} column '{spec.time_column}': time missing at {rows_text(missing)}; fill it in")
     negative = (np.flatnonzero(time < 0) + 1).tolist()
     if negative:
         problems.append(f"{table} column '{spec.time_column}': negative time at {rows_text(negative)}")
@@ -130,9 +124,7 @@ def _survival_labels(
     ), problems
 
 
-def parse_labels(
-    spec: LabelSpec, table: str, frame: pd.DataFrame, ids: pd.Series
-) -> tuple[Labels, list[str]]:
+def parse_labels(spec: LabelSpec, table: str, frame: pd.DataFrame, ids: pd.Series) -> tuple[Labels, list[str]]:
     """Parse the label columns of the label table (columns already checked to exist).
 
     Args:

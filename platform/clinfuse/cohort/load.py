@@ -122,9 +122,7 @@ class _Tables:
         self.identifiers.update(ids.dropna())
         blank = (np.flatnonzero(ids.isna().to_numpy()) + 1).tolist()
         if blank:
-            self.problems.append(
-                f"{relative} column '{self.id_column}': empty patient id at {rows_text(blank)}"
-            )
+            self.problems.append(f"{relative} column '{self.id_column}': empty patient id at {rows_text(blank)}")
         dup = (np.flatnonzero(ids.duplicated(keep=False).to_numpy() & ids.notna().to_numpy()) + 1).tolist()
         if dup:
             self.problems.append(
@@ -142,9 +140,7 @@ def _check_columns(frame: pd.DataFrame, names: list[str], key: str, table: str) 
     ]
 
 
-def _table_modality(
-    name: str, mod: Any, spec: CohortSpec, tables: _Tables, problems: list[str]
-) -> dict | None:
+def _table_modality(name: str, mod: Any, spec: CohortSpec, tables: _Tables, problems: list[str]) -> dict | None:
     frame, ids = tables.get(mod.table, f"modalities.{name}.table")
     if frame is None or ids is None:
         return None
@@ -161,15 +157,11 @@ def _table_modality(
     reserved = {spec.id_column, *mod.identifiers, *mod.exclude}
     if Path(mod.table) == Path(spec.label.table):
         label = spec.label
-        reserved |= {c for c in (label.column, label.time_column, label.event_column) if c} | set(
-            label.identifiers
-        )
+        reserved |= {c for c in (label.column, label.time_column, label.event_column) if c} | set(label.identifiers)
     features = [c for c in frame.columns if c not in reserved]
     numeric = [c for c in features if c not in categorical]
     if not features:
-        problems.append(
-            f"{mod.table}: no feature columns left for modality '{name}'; check identifiers/exclude"
-        )
+        problems.append(f"{mod.table}: no feature columns left for modality '{name}'; check identifiers/exclude")
     columns: dict[str, pd.Series] = {}
     missing: dict[str, int] = {}
     for column in features:
@@ -186,9 +178,7 @@ def _table_modality(
                 f"fix the values or {hint}"
             )
         if infinite:
-            problems.append(
-                f"{mod.table} column '{column}': infinite value at {rows_text(infinite)}; use a number"
-            )
+            problems.append(f"{mod.table} column '{column}': infinite value at {rows_text(infinite)}; use a number")
         columns[column] = pd.Series(numbers, dtype=np.float64)
     data = pd.DataFrame(columns)
     data.index = pd.Index(ids.to_numpy(dtype=object), dtype=object)
@@ -227,9 +217,7 @@ def _image_modality(
         where = f"{mod.index} row {row} column '{mod.path_column}' ({relative})"
         path = resolve_inside(root, relative)
         if path is None:
-            problems.append(
-                f"{where}: path resolves outside the cohort folder ('..' or a symlink); move the image in"
-            )
+            problems.append(f"{where}: path resolves outside the cohort folder ('..' or a symlink); move the image in")
             continue
         if not path.exists():
             problems.append(f"{where}: image not found; fix the path or remove the row")
@@ -318,9 +306,7 @@ def _assemble(
     label_set = set(label_ids.dropna())
     outside = set().union(*(part["all_ids"] for part in parts.values())) - label_set
     if outside:
-        exclusions.append(
-            Exclusion(spec.label.table, "in a modality table but not in the label table", len(outside))
-        )
+        exclusions.append(Exclusion(spec.label.table, "in a modality table but not in the label table", len(outside)))
     for name, part in parts.items():
         excluded_columns = part.get("excluded_columns") or []
         if excluded_columns:
@@ -330,9 +316,7 @@ def _assemble(
     presence = np.array([[pid in part["ids"] for part in parts.values()] for pid in patient_ids], dtype=bool)
     presence = presence.reshape(len(patient_ids), len(parts))
     row_of = {pid: i + 1 for i, pid in enumerate(label_ids) if isinstance(pid, str)}
-    orphans = sorted(
-        row_of[pid] for pid, has in zip(patient_ids, presence.any(axis=1), strict=True) if not has
-    )
+    orphans = sorted(row_of[pid] for pid, has in zip(patient_ids, presence.any(axis=1), strict=True) if not has)
     if orphans:
         problems.append(
             f"{spec.label.table}: patient with no modality at {rows_text(orphans)} (no row with data in any "
@@ -342,12 +326,8 @@ def _assemble(
     for (name, part), column in zip(parts.items(), presence.T, strict=True):
         mod = spec.modalities[name]
         if mod.type == "image":
-            paths = [
-                part["paths"].get(pid) if has else None for pid, has in zip(patient_ids, column, strict=True)
-            ]
-            modalities[name] = ModalityData(
-                name, "image", column.copy(), paths=paths, spatial_dims=mod.spatial_dims
-            )
+            paths = [part["paths"].get(pid) if has else None for pid, has in zip(patient_ids, column, strict=True)]
+            modalities[name] = ModalityData(name, "image", column.copy(), paths=paths, spatial_dims=mod.spatial_dims)
         else:
             frame = part["frame"].reindex(pd.Index(patient_ids, dtype=object))
             frame.loc[~column] = np.nan
@@ -371,8 +351,7 @@ def _assemble(
     time = np.array([labels.times[pid] for pid in patient_ids]) if spec.label.task == "survival" else None
     images = [p for m in modalities.values() if m.paths for p in m.paths if p is not None]
     details = {
-        name: {k: v for k, v in part.items() if k in ("missing", "shapes", "spacings")}
-        for name, part in parts.items()
+        name: {k: v for k, v in part.items() if k in ("missing", "shapes", "spacings")} for name, part in parts.items()
     }
     return Cohort(
         spec=spec,

@@ -137,18 +137,12 @@ def fit_preprocessor(modality: ModalityData, encoder_cfg: EncoderConfig, train: 
     """
     rows = np.asarray(train)[modality.present[np.asarray(train)]]
     if len(rows) == 0:
-        raise CohortError(
-            f"modality '{modality.name}': no training patient of this fold has it; add patients"
-        )
+        raise CohortError(f"modality '{modality.name}': no training patient of this fold has it; add patients")
     return make_preprocessor(modality, encoder_cfg).fit(modality.frame.iloc[rows])
 
 
 def _input_columns(modality: ModalityData) -> list[str]:
-    return (
-        list(modality.frame.columns)
-        if modality.type == "genomic"
-        else [*modality.numeric, *modality.categorical]
-    )
+    return list(modality.frame.columns) if modality.type == "genomic" else [*modality.numeric, *modality.categorical]
 
 
 def feature_names(preprocessor: Pipeline, modality: ModalityData) -> list[str]:
@@ -182,10 +176,7 @@ def _features(preprocessor: Pipeline, modality: ModalityData) -> list[tuple[str,
         imputer: SimpleImputer = columns.named_transformers_["numeric"].named_steps["impute"]
         out += [(c, c) for c in modality.numeric]
         if imputer.indicator_ is not None:
-            out += [
-                (f"{modality.numeric[i]} (missing)", modality.numeric[i])
-                for i in imputer.indicator_.features_
-            ]
+            out += [(f"{modality.numeric[i]} (missing)", modality.numeric[i]) for i in imputer.indicator_.features_]
     if modality.categorical:
         encoder: OneHotEncoder = columns.named_transformers_["categorical"].named_steps["onehot"]
         for column, categories in zip(modality.categorical, encoder.categories_, strict=True):

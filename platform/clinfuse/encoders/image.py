@@ -61,9 +61,7 @@ class _ViTBackbone(nn.Module):
         return tokens.mean(dim=1)
 
 
-def _finish(
-    backbone: nn.Module, feat_dim: int, embed_dim: int, dropout: float, weights: Path | None
-) -> nn.Module:
+def _finish(backbone: nn.Module, feat_dim: int, embed_dim: int, dropout: float, weights: Path | None) -> nn.Module:
     encoder = ImageEncoder(backbone, feat_dim, embed_dim, dropout)
     if weights is not None:
         load_weights(encoder, weights)

@@ -106,9 +106,7 @@ class SNNEncoder(nn.Module):
         widths = list(hidden)
         if gene_mask is not None:
             if not widths:
-                raise ConfigError(
-                    "gene_groups needs at least one hidden layer; set encoders.<modality>.hidden"
-                )
+                raise ConfigError("gene_groups needs at least one hidden layer; set encoders.<modality>.hidden")
             first = _group_mask(gene_mask, in_features, widths[0])
             widths[0] = first.shape[0]
             layers += [MaskedLinear(first), nn.SELU(), nn.AlphaDropout(dropout)]
@@ -156,9 +154,7 @@ def mlp(
     layer_norm: bool = True,
 ) -> nn.Module:
     """Clinical MLP encoder (see :class:`MLPEncoder`)."""
-    return MLPEncoder(
-        in_features, embed_dim, [64] if hidden is None else hidden, dropout, activation, layer_norm
-    )
+    return MLPEncoder(in_features, embed_dim, [64] if hidden is None else hidden, dropout, activation, layer_norm)
 
 
 @register_encoder("snn", kind="tabular")

@@ -49,9 +49,7 @@ def load_weights(module: nn.Module, path: str | Path) -> tuple[int, int]:
         )
     module.load_state_dict(matched, strict=False)
     missing = len(own) - len(matched)
-    logger.info(
-        "loaded %d tensors from %s (%d missing, %d unexpected)", len(matched), path, missing, unexpected
-    )
+    logger.info("loaded %d tensors from %s (%d missing, %d unexpected)", len(matched), path, missing, unexpected)
     return missing, unexpected
 
 

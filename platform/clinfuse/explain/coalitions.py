@@ -36,9 +36,7 @@ def shapley_operator(pattern: int, n_modalities: int) -> np.ndarray:
     operator = np.zeros((2**n_modalities, n_modalities))
     if n_present == 0:
         return operator
-    kernel = np.array(
-        [factorial(s) * factorial(n_present - s - 1) / factorial(n_present) for s in range(n_present)]
-    )
+    kernel = np.array([factorial(s) * factorial(n_present - s - 1) / factorial(n_present) for s in range(n_present)])
     inside = (masks & ~pattern) == 0
     for i in range(n_modalities):
         if not (pattern >> i) & 1:
@@ -59,10 +57,7 @@ def interaction_operator(pattern: int, n_modalities: int) -> np.ndarray:
     if n_present < 2:
         return operator
     kernel = np.array(
-        [
-            factorial(s) * factorial(n_present - s - 2) / (2 * factorial(n_present - 1))
-            for s in range(n_present - 1)
-        ]
+        [factorial(s) * factorial(n_present - s - 2) / (2 * factorial(n_present - 1)) for s in range(n_present - 1)]
     )
     inside = (masks & ~pattern) == 0
     for i in range(n_modalities):

@@ -128,9 +128,7 @@ class FeatureAttributions:
                 "mean_attribution": self.values.mean(axis=0),
             }
         )
-        return frame.sort_values("mean_abs_attribution", ascending=False, kind="stable").reset_index(
-            drop=True
-        )
+        return frame.sort_values("mean_abs_attribution", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def _rows_of(embeddings: Mapping[str, Tensor], present: Tensor, p: int) -> tuple[dict[str, Tensor], Tensor]:

@@ -247,9 +247,7 @@ def _group_stats(phi: np.ndarray, present: np.ndarray, modalities: list[str]) ->
         "n": int(n),
         "mean_phi": {m: float(v) for m, v in zip(modalities, mean_phi, strict=True)},
         "mean_abs_phi": {m: float(v) for m, v in zip(modalities, abs_mean, strict=True)},
-        "share": {
-            m: float(v / total) if total > 0 else 0.0 for m, v in zip(modalities, abs_mean, strict=True)
-        },
+        "share": {m: float(v / total) if total > 0 else 0.0 for m, v in zip(modalities, abs_mean, strict=True)},
         "mean_abs_phi_when_present": {
             m: float(s / c) if c else None for m, s, c in zip(modalities, abs_sum, n_present, strict=True)
         },

@@ -64,9 +64,7 @@ class MultimodalModel(nn.Module):
         self.method = method
         self.encoders = nn.ModuleDict(encoders)
         # Zeros: an absent modality starts as a neutral input and the model learns what "absent" means.
-        self.missing = nn.ParameterDict(
-            {m: nn.Parameter(torch.zeros(enc.embed_dim)) for m, enc in encoders.items()}
-        )
+        self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(enc.embed_dim)) for m, enc in encoders.items()})
         self.head = head
 
     @property
@@ -127,16 +125,12 @@ class MultimodalModel(nn.Module):
         return self.fuse(self.encode(inputs, present), present)
 
     @staticmethod
-    def modality_dropout(
-        present: torch.Tensor, rate: float, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def modality_dropout(present: torch.Tensor, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """See :func:`modality_dropout`."""
         return modality_dropout(present, rate, generator)
 
 
-def modality_dropout(
-    present: torch.Tensor, rate: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def modality_dropout(present: torch.Tensor, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Randomly hide present modalities (training augmentation), never emptying a row.
 
     Args:
@@ -184,8 +178,7 @@ def _build_encoder(name: str, spec: ModalitySpec) -> nn.Module:
     encoder_name = cfg.name or DEFAULT_ENCODERS[spec.type]
     if encoder_name not in list_encoders():
         raise ConfigError(
-            f"encoders.{name}.name: unknown encoder {encoder_name!r}; "
-            f"choose one of: {', '.join(list_encoders())}"
+            f"encoders.{name}.name: unknown encoder {encoder_name!r}; choose one of: {', '.join(list_encoders())}"
         )
     expected = "image" if spec.type == "image" else "tabular"
     if encoder_kind(encoder_name) != expected:

@@ -46,10 +46,7 @@ class GatedFusion(nn.Module):
     def forward(self, embeddings: list[torch.Tensor], present: torch.Tensor) -> FusionOutput:
         """Fuse filled embeddings ``[(B, D_m)]``; returns logits and gates ``(B, M)`` in [0, 1]."""
         gates = self.gate(torch.cat(embeddings, dim=1))
-        gated = [
-            gates[:, i : i + 1] * t(e)
-            for i, (t, e) in enumerate(zip(self.transforms, embeddings, strict=True))
-        ]
+        gated = [gates[:, i : i + 1] * t(e) for i, (t, e) in enumerate(zip(self.transforms, embeddings, strict=True))]
         fused = _kronecker(gated) if self.kronecker else torch.cat(gated, dim=1)
         return FusionOutput(self.head(self.dropout(fused)), gates)
 

@@ -58,14 +58,10 @@ def create_fusion(name: str, embed_dims: list[int], n_outputs: int, config: Fusi
         config: the fusion settings (head width, dropout and method options).
     """
     if name not in _REGISTRY:
-        raise ConfigError(
-            f"fusion.method: unknown method {name!r}; choose one of: {', '.join(list_fusions())}"
-        )
+        raise ConfigError(f"fusion.method: unknown method {name!r}; choose one of: {', '.join(list_fusions())}")
     return _REGISTRY[name](embed_dims, n_outputs, config)
 
 
 def mlp_head(in_features: int, hidden: int, n_outputs: int, dropout: float) -> nn.Sequential:
     """The prediction head shared by fusion methods: ``Linear → ReLU → Dropout → Linear``."""
-    return nn.Sequential(
-        nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_outputs)
-    )
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_outputs))

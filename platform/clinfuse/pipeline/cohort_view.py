@@ -31,9 +31,7 @@ def restrict_to_modalities(cohort: Cohort, modalities: list[str]) -> Cohort:
     exclusions = list(cohort.exclusions)
     dropped = int((~keep).sum())
     if dropped:
-        exclusions.append(
-            Exclusion("config modalities", f"no data for any of {', '.join(modalities)}", dropped)
-        )
+        exclusions.append(Exclusion("config modalities", f"no data for any of {', '.join(modalities)}", dropped))
     return dataclasses.replace(
         cohort,
         patient_ids=[cohort.patient_ids[i] for i in rows],

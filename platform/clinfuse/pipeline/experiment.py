@@ -48,6 +48,21 @@ from clinfuse.training.evaluate import (
 from clinfuse.training.models import check_names, plan_models, select_modalities
 from clinfuse.training.run import TrainedModel, resolve_device, train_model
 
+# The run folder's files logged as MLflow artifacts (checkpoints and the image cache stay local).
+RUN_FILES = (
+    "config.yaml",
+    "run_info.json",
+    "cohort_summary.json",
+    "splits.csv",
+    "metrics.json",
+    "comparison.csv",
+    "history.csv",
+    "predictions.csv",
+    "contributions.csv",
+    "modality_summary.json",
+    "report.html",
+)
+
 
 @dataclass
 class RunOutcome:
@@ -74,9 +89,7 @@ def _versions() -> dict[str, str]:
 def prepare(config: ExperimentConfig) -> tuple[Cohort, list[str]]:
     """Load the cohort and restrict it to the modalities the config uses."""
     if not config.cohort.exists():
-        raise ConfigError(
-            f"config key 'cohort': folder {config.cohort} does not exist; point it at a cohort folder"
-        )
+        raise ConfigError(f"config key 'cohort': folder {config.cohort} does not exist; point it at a cohort folder")
     # Opening every image now turns a corrupt file into a one-line CohortError before any run is tracked.
     cohort = load_cohort(config.cohort, verify_images=True)
     modalities = select_modalities(config, cohort.modality_names)
@@ -101,9 +114,7 @@ def run_experiment(
     splits = make_splits(cohort.y, config.evaluation.folds, config.evaluation.test_fraction, config.seed)
     if not ctx.is_main:
         return _follow_main_rank(config, cohort, modalities, splits, ctx, project_dir)
-    salt = (
-        load_or_create_salt(project_dir / config.privacy.salt_file) if config.privacy.pseudonymise else None
-    )
+    salt = load_or_create_salt(project_dir / config.privacy.salt_file) if config.privacy.pseudonymise else None
     pseudo_ids = pseudonymise(cohort.patient_ids, salt)
     device = ctx.device if ctx.distributed else resolve_device(config.device)
     experiment = config.tracking.experiment or config.name
@@ -115,9 +126,7 @@ def run_experiment(
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume is None:
             log_params_flat(config_to_dict(config))
-            log_tags(
-                cohort.name, cohort.content_hash, config.seed, str(device), {"clinfuse.task": cohort.task}
-            )
+            log_tags(cohort.name, cohort.content_hash, config.seed, str(device), {"clinfuse.task": cohort.task})
             _log_datasets(cohort, pseudo_ids)
         _write_inputs(run_dir, config, cohort, modalities, splits, pseudo_ids, run_id, experiment, device)
         images = load_image_stores(cohort, modalities, config, run_dir / "cache")
@@ -126,15 +135,12 @@ def run_experiment(
         metrics: dict[str, Any] = {}
         for index, plan in enumerate(plans):
             # In comparison mode each model gets its own child run holding its fold runs.
-            scope = (
-                start_child_run(plan.name, {"model": plan.name, "kind": plan.kind})
-                if len(plans) > 1
-                else None
-            )
+            scope = start_child_run(plan.name, {"model": plan.name, "kind": plan.kind}) if len(plans) > 1 else None
             with scope or nullcontext():
                 model = train_model(plan, index, cohort, config, splits, images, device, run_dir, progress)
                 metrics[plan.name] = model_metrics(model, cohort, splits, config.evaluation, config.seed)
-                log_final_metrics("test", metrics[plan.name]["test"])
+                if scope is not None:
+                    log_final_metrics("test", metrics[plan.name]["test"])
             trained.append(model)
         primary = trained[0]
         log_final_metrics("test", metrics[primary.plan.name]["test"])
@@ -143,9 +149,7 @@ def run_experiment(
         write_json(run_dir / "metrics.json", metrics)
         comparison.to_csv(run_dir / "comparison.csv", index=False)
         history_frame(trained).to_csv(run_dir / "history.csv", index=False)
-        predictions_frame(primary, cohort, splits, pseudo_ids).to_csv(
-            run_dir / "predictions.csv", index=False
-        )
+        predictions_frame(primary, cohort, splits, pseudo_ids).to_csv(run_dir / "predictions.csv", index=False)
         if config.explain.enabled:
             from clinfuse.pipeline.explanations import explain_run
 
@@ -155,23 +159,8 @@ def run_experiment(
             from clinfuse.reports import build_report
 
             report = build_report(run_dir, n_patients=config.report.patient_cards)
-        for name in (
-            "config.yaml",
-            "run_info.json",
-            "cohort_summary.json",
-            "splits.csv",
-            "metrics.json",
-            "comparison.csv",
-            "history.csv",
-            "predictions.csv",
-            "contributions.csv",
-            "modality_summary.json",
-            "report.html",
-        ):
-            if (run_dir / name).exists():
-                log_artifact(run_dir / name)
-        for pattern in ("features_*.csv",):
-            for path in sorted(run_dir.glob(pattern)):
+        for path in [run_dir / name for name in RUN_FILES] + sorted(run_dir.glob("features_*.csv")):
+            if path.exists():
                 log_artifact(path)
         if (run_dir / "overlays").is_dir():
             log_artifacts_dir(run_dir / "overlays", "overlays")
@@ -234,9 +223,7 @@ def _write_inputs(
     experiment: str,
     device: torch.device,
 ) -> None:
-    (run_dir / "config.yaml").write_text(
-        yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
-    )
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
     splits.to_frame(pseudo_ids).to_csv(run_dir / "splits.csv", index=False)
     summary = cohort_summary(cohort)
     write_json(run_dir / "cohort_summary.json", summary)
@@ -267,9 +254,7 @@ def load_run_folder(run_dir: Path) -> dict[str, Any]:
     """The run_info of a run folder (raises RunError when the folder is not a clinfuse run)."""
     info = run_dir / "run_info.json"
     if not info.is_file():
-        raise RunError(
-            f"{run_dir}: not a clinfuse run folder (no run_info.json); pass a run id shown by clinfuse ui"
-        )
+        raise RunError(f"{run_dir}: not a clinfuse run folder (no run_info.json); pass a run id shown by clinfuse ui")
     return json.loads(info.read_text(encoding="utf-8"))
 
 

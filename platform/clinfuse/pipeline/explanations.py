@@ -173,9 +173,7 @@ def _feature_attributions(
                     seed=config.seed,
                 )
                 if data.type == "genomic":
-                    result = gene_attributions(
-                        fold.model, name, x, gene_names=fold.tables.names[name], **common
-                    )
+                    result = gene_attributions(fold.model, name, x, gene_names=fold.tables.names[name], **common)
                 else:
                     raw = data.frame.iloc[rows]
                     result = tabular_attributions(
@@ -215,19 +213,13 @@ def _overlays(
         column = cohort.modality_names.index(name)
         has_image = np.flatnonzero(cohort.presence[indices, column])
         confidence = np.abs(np.asarray(prob, dtype=float) - 0.5)
-        chosen = has_image[np.argsort(-confidence[has_image], kind="stable")][
-            : config.explain.saliency_patients
-        ]
+        chosen = has_image[np.argsort(-confidence[has_image], kind="stable")][: config.explain.saliency_patients]
         for position in chosen:
             patient = indices[position]
             maps = []
             for fold in trained.folds:
                 embeddings, present, inputs = _embeddings(fold, trained, cohort, np.array([patient]), images)
-                maps.append(
-                    image_saliency(
-                        fold.model, name, inputs[name], embeddings, present, int(classes[position])
-                    )
-                )
+                maps.append(image_saliency(fold.model, name, inputs[name], embeddings, present, int(classes[position])))
             pseudo = pseudo_ids[patient]
             save_overlay(
                 store.get(int(patient)).numpy(),

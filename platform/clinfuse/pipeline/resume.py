@@ -46,9 +46,7 @@ def report_run(run_id: str, project_dir: Path, out: Path | None = None) -> Path:
     run_dir = find_run_dir(run_id, project_dir)
     config = config_of_run(str(run_dir), project_dir)
     report = build_report(run_dir, out, n_patients=config.report.patient_cards)
-    setup_tracking(
-        resolve_tracking_uri(config.tracking.uri, project_dir), config.tracking.experiment or config.name
-    )
+    setup_tracking(resolve_tracking_uri(config.tracking.uri, project_dir), config.tracking.experiment or config.name)
     run = get_run(run_dir.name)
     with tracked_run(run_id=run.info.run_id):
         log_artifact(report)

@@ -49,9 +49,7 @@ summary { cursor: pointer; color: #1f3a5f; }
 
 def _page(run: RunFolder, body: list[str]) -> str:
     info = run.run_info
-    title = (
-        f"clinfuse report: {info.get('experiment', 'run')} / {info.get('run_name') or info.get('run_id', '')}"
-    )
+    title = f"clinfuse report: {info.get('experiment', 'run')} / {info.get('run_name') or info.get('run_id', '')}"
     subtitle = " · ".join(
         str(part)
         for part in (info.get("cohort_name"), info.get("task"), info.get("model_name"), info.get("started"))
@@ -99,7 +97,5 @@ def build_report(run_dir: Path, out_path: Path | None = None, n_patients: int = 
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(_page(run, body), encoding="utf-8")
     except OSError as exc:
-        raise RunError(
-            f"{target}: cannot write the report ({exc.strerror}); choose a writable --out path"
-        ) from None
+        raise RunError(f"{target}: cannot write the report ({exc.strerror}); choose a writable --out path") from None
     return target

@@ -56,9 +56,7 @@ def _cell(value: Any) -> str:
     return fmt(value)
 
 
-def table(
-    headers: Sequence[str], rows: Iterable[Sequence[Any]], caption: str | None = None, css: str = ""
-) -> Raw:
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], caption: str | None = None, css: str = "") -> Raw:
     """A table; string cells are escaped, numeric cells formatted, :class:`Raw` cells kept as they are."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)

@@ -63,9 +63,7 @@ def classification_curves(y: np.ndarray, prob: np.ndarray, classes: list[str]) -
     ax_cal.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="perfect")
     ax_roc.set(title="ROC", xlabel="False positive rate", ylabel="True positive rate")
     ax_pr.set(title="Precision-recall (dotted: prevalence)", xlabel="Recall", ylabel="Precision")
-    ax_cal.set(
-        title="Calibration (quantile bins)", xlabel="Predicted probability", ylabel="Observed fraction"
-    )
+    ax_cal.set(title="Calibration (quantile bins)", xlabel="Predicted probability", ylabel="Observed fraction")
     for ax in (ax_roc, ax_pr, ax_cal):
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)

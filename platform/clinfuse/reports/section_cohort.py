@@ -28,9 +28,7 @@ def _missingness(per_modality: dict[str, dict[str, Any]]) -> list[str]:
         ranked = sorted(((c, n) for c, n in (columns or {}).items() if n), key=lambda item: -float(item[1]))
         rows.extend((modality, column, n) for column, n in ranked[:_MAX_COLUMNS_LISTED])
         if len(ranked) > _MAX_COLUMNS_LISTED:
-            rows.append(
-                (modality, f"… {len(ranked) - _MAX_COLUMNS_LISTED} more columns with missing values", "")
-            )
+            rows.append((modality, f"… {len(ranked) - _MAX_COLUMNS_LISTED} more columns with missing values", ""))
     if rows:
         parts.append(table(["modality", "column", "missing values"], rows))
     else:
@@ -94,9 +92,7 @@ def cohort_section(run: RunFolder) -> Raw:
     name = run.run_info.get("cohort_name")
     parts: list[str] = [para(f"Cohort: {name}")] if name else []
     if summary is None:
-        parts.append(
-            missing("cohort_summary.json", "label balance, modality overlap and missingness are not shown")
-        )
+        parts.append(missing("cohort_summary.json", "label balance, modality overlap and missingness are not shown"))
         parts.extend(_exclusions(run, {}))
         parts.extend(_splits(run))
         return section("cohort", "Cohort", parts)

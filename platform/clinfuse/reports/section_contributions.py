@@ -82,9 +82,7 @@ def _overall(frame: pd.DataFrame, modalities: list[str]) -> list[str]:
         "mean |φ| (present only)",
         "share of |φ|",
     ]
-    fig = plots.contribution_bars(
-        modalities, summary["mean_abs_phi"].to_numpy(), summary["mean_phi"].to_numpy()
-    )
+    fig = plots.contribution_bars(modalities, summary["mean_abs_phi"].to_numpy(), summary["mean_phi"].to_numpy())
     parts = [
         heading("Cohort level"),
         para(
@@ -238,9 +236,7 @@ def contributions_section(run: RunFolder) -> Raw:
     parts.extend(_per_class(run, frame, modalities))
     parts.extend(_per_predicted(summary or {}))
     samples = [frame.loc[present_mask(frame, m), f"phi_{m}"].to_numpy(float) for m in modalities]
-    fig = plots.distribution(
-        modalities, samples, "φ across patients who have the modality", "φ (logit units)"
-    )
+    fig = plots.distribution(modalities, samples, "φ across patients who have the modality", "φ (logit units)")
     parts += [
         heading("Distribution across patients"),
         figure(fig, "Distribution of Shapley values per modality"),

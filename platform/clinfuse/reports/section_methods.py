@@ -71,9 +71,7 @@ def reproducibility_section(run: RunFolder) -> Raw:
     info = run.run_info
     parts: list[str] = []
     if not info:
-        parts.append(
-            missing("run_info.json", "the run id, cohort hash, commit, versions and seed are unknown")
-        )
+        parts.append(missing("run_info.json", "the run id, cohort hash, commit, versions and seed are unknown"))
     else:
         keys = (
             ("MLflow run id", "run_id"),

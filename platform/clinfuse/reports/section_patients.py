@@ -48,9 +48,7 @@ def disagreement(phi: np.ndarray) -> np.ndarray:
     return np.minimum(pos, neg)
 
 
-def select_patients(
-    run: RunFolder, frame: pd.DataFrame, modalities: list[str], n: int
-) -> list[tuple[int, str]]:
+def select_patients(run: RunFolder, frame: pd.DataFrame, modalities: list[str], n: int) -> list[tuple[int, str]]:
     """Pick up to ``n`` rows of ``frame`` round-robin from instructive groups.
 
     Args:
@@ -68,16 +66,12 @@ def select_patients(
         predicted = label_indices(frame["prediction"], run.classes)
         confidence = np.nan_to_num(_confidence(frame, predicted, run.classes), nan=0.0)
         order = np.argsort(-confidence, kind="stable")
-        groups.append(
-            ("most confident correct prediction", [int(i) for i in order if truth[i] == predicted[i]])
-        )
+        groups.append(("most confident correct prediction", [int(i) for i in order if truth[i] == predicted[i]]))
         groups.append(("confident error", [int(i) for i in order if truth[i] != predicted[i]]))
     elif "f_x" in frame.columns:
         order = np.argsort(-frame["f_x"].to_numpy(float), kind="stable")
         groups.append(("highest predicted risk" if run.task == "survival" else "highest output", list(order)))
-        groups.append(
-            ("lowest predicted risk" if run.task == "survival" else "lowest output", list(order[::-1]))
-        )
+        groups.append(("lowest predicted risk" if run.task == "survival" else "lowest output", list(order[::-1])))
     phi = frame[[f"phi_{m}" for m in modalities]].to_numpy(float)
     score = disagreement(np.nan_to_num(phi))
     order = np.argsort(-score, kind="stable")
@@ -123,9 +117,7 @@ def _top_features(run: RunFolder, patient: str) -> list[str]:
     return parts
 
 
-def _card(
-    run: RunFolder, row: pd.Series, modalities: list[str], reason: str, mask_row: dict[str, bool]
-) -> Raw:
+def _card(run: RunFolder, row: pd.Series, modalities: list[str], reason: str, mask_row: dict[str, bool]) -> Raw:
     patient = str(row["patient"])
     classes = run.classes
     facts = []
@@ -142,9 +134,7 @@ def _card(
             facts.append((label, row[key]))
     steps = [(m if mask_row[m] else f"{m} (absent)", float(row[f"phi_{m}"])) for m in modalities]
     gated = set(modality_columns(row.to_frame().T, modalities, "gate_"))
-    phi_rows = [
-        (m, mask_row[m], float(row[f"phi_{m}"]), row[f"gate_{m}"] if m in gated else None) for m in modalities
-    ]
+    phi_rows = [(m, mask_row[m], float(row[f"phi_{m}"]), row[f"gate_{m}"] if m in gated else None) for m in modalities]
     parts = [
         f'<article class="card" id="patient-{esc(patient)}">',
         f"<h3>Patient {esc(patient)}</h3>",
@@ -190,9 +180,7 @@ def patients_section(run: RunFolder, n_patients: int = 6) -> Raw:
         )
     ]
     if not run.features:
-        parts.append(
-            note("No features_<modality>.csv file was found, so cards show no top variables or genes.")
-        )
+        parts.append(note("No features_<modality>.csv file was found, so cards show no top variables or genes."))
     if not run.overlays:
         parts.append(note("No overlays/ folder was found (no image modality or no saliency maps)."))
     for position, reason in chosen:

@@ -72,9 +72,7 @@ def _curves(run: RunFolder) -> list[str]:
     if len(np.unique(y[keep])) < 2:
         return [note(f"The {chosen} hold a single class, so ROC and PR curves are undefined.")]
     fig = plots.classification_curves(y[keep], prob[keep], classes)
-    return [
-        figure(fig, "ROC, precision-recall and calibration curves", f"Computed from {chosen} ({keep.sum()}).")
-    ]
+    return [figure(fig, "ROC, precision-recall and calibration curves", f"Computed from {chosen} ({keep.sum()}).")]
 
 
 _OPTIONAL_COLUMNS = {

@@ -243,7 +243,5 @@ def load_image_stores(
         if modality.type != "image":
             continue
         size = image_size_for(config.training.image_size, int(modality.spatial_dims))
-        stores[name] = ImageStore(
-            modality, size, config.training.cache, cache_dir / name, config.training.num_workers
-        )
+        stores[name] = ImageStore(modality, size, config.training.cache, cache_dir / name, config.training.num_workers)
     return stores

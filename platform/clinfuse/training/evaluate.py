@@ -25,9 +25,7 @@ def test_scores(trained: TrainedModel, task: str) -> np.ndarray:
     return scores_from_logits(trained.test.logits, task)
 
 
-def model_metrics(
-    trained: TrainedModel, cohort: Cohort, splits: Splits, cfg: EvaluationConfig, seed: int
-) -> dict:
+def model_metrics(trained: TrainedModel, cohort: Cohort, splits: Splits, cfg: EvaluationConfig, seed: int) -> dict:
     """Fold metrics (mean and sd) and test metrics with bootstrap CIs of one model."""
     test_idx = splits.test
     scores = test_scores(trained, cohort.task)
@@ -111,9 +109,7 @@ def compare_models(
     return pd.DataFrame(rows)
 
 
-def predictions_frame(
-    trained: TrainedModel, cohort: Cohort, splits: Splits, pseudo_ids: list[str]
-) -> pd.DataFrame:
+def predictions_frame(trained: TrainedModel, cohort: Cohort, splits: Splits, pseudo_ids: list[str]) -> pd.DataFrame:
     """Per-patient test predictions with pseudonymous ids (never raw ids)."""
     assert trained.test is not None
     idx = trained.test.index
@@ -138,7 +134,5 @@ def predictions_frame(
 
 def history_frame(models: list[TrainedModel]) -> pd.DataFrame:
     """Per-epoch learning curves of every model and fold."""
-    rows = [
-        {"model": t.plan.name, "fold": f.fold, **h} for t in models for f in t.folds for h in f.result.history
-    ]
+    rows = [{"model": t.plan.name, "fold": f.fold, **h} for t in models for f in t.folds for h in f.result.history]
     return pd.DataFrame(rows)

@@ -98,8 +98,7 @@ def model_from_spec(spec: dict[str, Any]) -> FoldEnsemble:
     config = validate_config(spec["config"], source="model spec")
     fusion = FusionConfig.model_validate(spec["fusion"])
     models = [
-        build_model(_specs_from_meta(spec, config, inputs), fusion, spec["n_outputs"])
-        for inputs in spec["fold_inputs"]
+        build_model(_specs_from_meta(spec, config, inputs), fusion, spec["n_outputs"]) for inputs in spec["fold_inputs"]
     ]
     return FoldEnsemble(models, spec).eval()
 
@@ -143,26 +142,20 @@ def _modality_inputs(spec: dict[str, Any], frame: pd.DataFrame) -> tuple[dict[st
             columns = [f"{name}.{c}" for c in entry["columns"]]
             missing = [c for c in columns if c not in frame.columns]
             if missing:
-                raise RunError(
-                    f"input frame: missing columns {missing[:3]} of modality '{name}'; see docs/tracking.md"
-                )
+                raise RunError(f"input frame: missing columns {missing[:3]} of modality '{name}'; see docs/tracking.md")
             table = frame[columns].copy()
             table.columns = entry["columns"]
             for column in entry["numeric"]:
                 table[column] = pd.to_numeric(table[column], errors="coerce").astype(np.float64)
             for column in entry["categorical"]:
-                table[column] = pd.Series(
-                    table[column].to_numpy(dtype=object), index=table.index, dtype=object
-                )
+                table[column] = pd.Series(table[column].to_numpy(dtype=object), index=table.index, dtype=object)
             present = table.notna().any(axis=1).to_numpy()
             raw[name] = table
         presence.append(present)
     return raw, np.stack(presence, axis=1)
 
 
-def predict_frame(
-    model: FoldEnsemble, preprocessors: dict[str, dict[str, Any]], frame: pd.DataFrame
-) -> pd.DataFrame:
+def predict_frame(model: FoldEnsemble, preprocessors: dict[str, dict[str, Any]], frame: pd.DataFrame) -> pd.DataFrame:
     """Predict from raw rows (format in the module docstring): ``prob`` / ``prob_<class>`` / ``risk``."""
     spec = model.spec
     raw, presence = _modality_inputs(spec, frame)
@@ -174,9 +167,7 @@ def predict_frame(
             transform = image_transforms(entry["spatial_dims"], entry["size"], augment=False)
             volumes = torch.zeros((n, 1, *entry["size"]), dtype=torch.float32)
             for i in np.flatnonzero(presence[:, column]):
-                volumes[i] = torch.as_tensor(
-                    np.asarray(transform({"image": str(raw[entry["name"]][i])})["image"])
-                )
+                volumes[i] = torch.as_tensor(np.asarray(transform({"image": str(raw[entry["name"]][i])})["image"]))
             images[entry["name"]] = volumes
     present = torch.as_tensor(presence)
     logits = []

@@ -89,10 +89,7 @@ def _loss_fn(task: str, y_train: np.ndarray, n_outputs: int, class_weighting: bo
 
 def _to_device(batch: dict[str, Any], modalities: list[str], device: torch.device) -> dict[str, Any]:
     non_blocking = device.type == "cuda"
-    return {
-        k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
-        for k, v in batch.items()
-    }
+    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def _autocast(device: torch.device, amp: str):
@@ -105,9 +102,7 @@ def _autocast(device: torch.device, amp: str):
 
 
 @torch.no_grad()
-def predict(
-    model: MultimodalModel, loader: DataLoader, device: torch.device, amp: str = "off"
-) -> Predictions:
+def predict(model: MultimodalModel, loader: DataLoader, device: torch.device, amp: str = "off") -> Predictions:
     """Run the model over a loader in eval mode and collect logits (and gates when the method has them)."""
     model.eval()
     indices, logits, gates = [], [], []

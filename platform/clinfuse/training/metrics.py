@@ -75,9 +75,7 @@ def _ece(confidence: np.ndarray, outcome: np.ndarray, w: np.ndarray) -> np.ndarr
     return _div(np.abs(gap).sum(axis=1), w.sum(axis=1))
 
 
-def _binary_weighted(
-    y: np.ndarray, prob: np.ndarray, w: np.ndarray, threshold: float
-) -> dict[str, np.ndarray]:
+def _binary_weighted(y: np.ndarray, prob: np.ndarray, w: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
     positive = y == 1
     total = w.sum(axis=1)
     n_pos = w @ positive
@@ -216,9 +214,7 @@ def classification_metrics(
     return {name: float(v[0]) for name, v in values.items()}
 
 
-def _bootstrap_indices(
-    n: int, n_boot: int, rng: np.random.Generator, strata: np.ndarray | None = None
-) -> np.ndarray:
+def _bootstrap_indices(n: int, n_boot: int, rng: np.random.Generator, strata: np.ndarray | None = None) -> np.ndarray:
     """Patient indices of ``n_boot`` resamples ``(n_boot, n)``; stratified keeps each stratum's size."""
     if strata is None:
         return rng.integers(0, n, size=(n_boot, n))
@@ -226,9 +222,7 @@ def _bootstrap_indices(
     start = 0
     for value in np.unique(strata):
         members = np.flatnonzero(strata == value)
-        idx[:, start : start + len(members)] = members[
-            rng.integers(0, len(members), size=(n_boot, len(members)))
-        ]
+        idx[:, start : start + len(members)] = members[rng.integers(0, len(members), size=(n_boot, len(members)))]
         start += len(members)
     return idx
 

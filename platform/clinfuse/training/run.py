@@ -103,9 +103,7 @@ def _checkpoint_path(run_dir: Path, plan: ModelPlan, fold: int) -> Path:
     return run_dir / "checkpoints" / plan.name / f"fold{fold}.pt"
 
 
-def _save_checkpoint(
-    path: Path, result: FoldResult, val_metrics: dict[str, float], threshold: float | None
-) -> None:
+def _save_checkpoint(path: Path, result: FoldResult, val_metrics: dict[str, float], threshold: float | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "state_dict": result.state_dict,
@@ -122,9 +120,7 @@ def _save_checkpoint(
 
 def _load_checkpoint(path: Path) -> tuple[FoldResult, dict[str, float], float | None]:
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    result = FoldResult(
-        payload["state_dict"], payload["best_epoch"], payload["best_score"], payload["history"]
-    )
+    result = FoldResult(payload["state_dict"], payload["best_epoch"], payload["best_score"], payload["history"])
     return result, payload["val_metrics"], payload["threshold"]
 
 
@@ -162,9 +158,7 @@ def train_model(
         val_loader = make_loader(val_ds, cfg.batch_size, False, seed, cfg.num_workers, pin)
         checkpoint = _checkpoint_path(run_dir, plan, fold)
         # Rank 0 decides (and reads) for all ranks: they must train the same folds, and may not share a disk.
-        saved = broadcast_object(
-            _load_checkpoint(checkpoint) if ctx.is_main and checkpoint.exists() else None
-        )
+        saved = broadcast_object(_load_checkpoint(checkpoint) if ctx.is_main and checkpoint.exists() else None)
         if saved is not None:
             # A finished fold (resume, or explaining a past run) is reloaded, never retrained or re-logged.
             result, val_metrics, threshold = saved

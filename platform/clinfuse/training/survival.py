@@ -62,9 +62,7 @@ def _concordance_scores(risk_rows: np.ndarray, risk_cols: np.ndarray) -> np.ndar
     return np.where(np.abs(diff) <= TIED_TOL, 0.5, (diff > 0).astype(float))
 
 
-def concordance_index_weighted(
-    time: np.ndarray, event: np.ndarray, risk: np.ndarray, w: np.ndarray
-) -> np.ndarray:
+def concordance_index_weighted(time: np.ndarray, event: np.ndarray, risk: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Harrell's C-index for each row of bootstrap weights.
 
     A pair (i, j) is comparable when i had the event and either ``t_i < t_j``, or ``t_i == t_j`` and j was
