@@ -72,7 +72,7 @@ def test_invalid_arguments(tmp_path: Path) -> None:
 def test_demo_cohort(tmp_path: Path) -> None:
     root = ensure_demo_cohort(tmp_path / "demo")
     cohort = load_cohort(root)
-    assert cohort.n == 120 and cohort.name == "demo"
+    assert cohort.n == 160 and cohort.name == "demo"
     mtime = (root / "cohort.yaml").stat().st_mtime
     ensure_demo_cohort(root)
     assert (root / "cohort.yaml").stat().st_mtime == mtime

@@ -231,16 +231,21 @@ def synthesize_cohort(
 
 
 def ensure_demo_cohort(path: str | Path) -> Path:
-    """The demo cohort (120 patients, 3D 24^3 images, some missing modalities), written when absent."""
+    """The demo cohort (160 patients, 3D 24^3 images, some missing modalities), written when absent.
+
+    Every modality carries a clear signal (logit weight 1.5 each, Bayes-optimal AUROC about 0.9) so that the
+    demo's comparison can show what fusion adds over each modality alone.
+    """
     path = Path(path)
     if not (path / "cohort.yaml").is_file():
         synthesize_cohort(
             path,
-            patients=120,
+            patients=160,
             spatial_dims=3,
             size=24,
             seed=0,
             missing_rate={"imaging": 0.1, "genomic": 0.2},
+            weights={"imaging": 1.5, "clinical": 1.5, "genomic": 1.5},
             name="demo",
         )
     return path
