@@ -7,10 +7,12 @@ synchronisation cost, and on a shared 2-core machine oversubscribed threads make
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
+
+from clinfuse.cli import main
 
 torch.set_num_threads(1)
 
@@ -27,3 +29,19 @@ def _no_inherited_tracking_uri() -> Iterator[None]:
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     if saved is not None:
         os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], tuple[int, str]]:
+    """Run ``clinfuse ARGS`` in-process; return the exit code and stdout + stderr."""
+
+    def run(args: list[str]) -> tuple[int, str]:
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    return run

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from clinfuse.cli import main
 from clinfuse.cohort import synthesize_cohort
 
 
@@ -15,19 +13,3 @@ from clinfuse.cohort import synthesize_cohort
 def tiny_cohort(tmp_path: Path) -> Path:
     """24 patients, 3D 8^3 NIfTI images, 20 genes, every modality for everyone."""
     return synthesize_cohort(tmp_path / "tiny", patients=24, spatial_dims=3, size=8, seed=3, n_genes=20)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], tuple[int, str]]:
-    """Run ``clinfuse ARGS`` in-process; return the exit code and stdout + stderr."""
-
-    def run(args: list[str]) -> tuple[int, str]:
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return code, captured.out + captured.err
-
-    return run

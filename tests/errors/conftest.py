@@ -10,7 +10,6 @@ import mlflow
 import pytest
 import yaml
 
-from clinfuse.cli import main
 from clinfuse.cohort import synthesize_cohort
 
 CONFIG = {
@@ -54,22 +53,6 @@ def config(project: Path, cohort: Path) -> Path:
     path = project / "cfg.yaml"
     path.write_text(yaml.safe_dump(CONFIG), encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], tuple[int, str]]:
-    """Run ``clinfuse ARGS`` in-process; return the exit code and stdout + stderr."""
-
-    def run(args: list[str]) -> tuple[int, str]:
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return code, captured.out + captured.err
-
-    return run
 
 
 def run_statuses(db: Path) -> list[str]:
