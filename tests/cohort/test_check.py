@@ -181,9 +181,7 @@ CASES: list[tuple[Callable[[Path], None], list[str], list[str]]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("breaker", "expected", "extra"), CASES, ids=[c[0].__name__ for c in CASES[:-1]] + ["folds"]
-)
+@pytest.mark.parametrize(("breaker", "expected", "extra"), CASES, ids=[c[0].__name__ for c in CASES[:-1]] + ["folds"])
 def test_problem_is_reported(
     tiny_cohort: Path,
     cli: Callable[[list[str]], tuple[int, str]],

@@ -60,9 +60,7 @@ def test_real_nifti_3d(tmp_path: Path) -> None:
 
 
 def test_real_4d_nifti_rejected(tmp_path: Path) -> None:
-    root = _cohort(
-        tmp_path / "c", [Path(data_path) / "example4d.nii.gz", Path(data_path) / "anatomical.nii"], 3
-    )
+    root = _cohort(tmp_path / "c", [Path(data_path) / "example4d.nii.gz", Path(data_path) / "anatomical.nii"], 3)
     problems = check_cohort(root).problems
     assert any("index.csv row 1" in p and "4D volume" in p for p in problems), problems
 

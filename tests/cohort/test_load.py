@@ -55,9 +55,7 @@ def test_alignment_and_features(tmp_path: Path) -> None:
     assert list(clinical.frame.index) == cohort.patient_ids
     assert clinical.frame.loc[~clinical.present].isna().all().all()
     genomic_ids = set(pd.read_csv(root / "genomic.csv", dtype={"patient_id": str})["patient_id"])
-    np.testing.assert_array_equal(
-        cohort.modalities["genomic"].present, [p in genomic_ids for p in cohort.patient_ids]
-    )
+    np.testing.assert_array_equal(cohort.modalities["genomic"].present, [p in genomic_ids for p in cohort.patient_ids])
     assert cohort.presence.shape == (30, 3) and cohort.presence.any(axis=1).all()
     imaging = cohort.modalities["imaging"]
     assert all((p is None) == (not has) for p, has in zip(imaging.paths, imaging.present, strict=True))

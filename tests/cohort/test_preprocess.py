@@ -55,9 +55,7 @@ def test_clinical_fitted_on_train_only(cohort) -> None:  # noqa: ANN001
 
 
 def test_unknown_category_is_ignored() -> None:
-    frame = pd.DataFrame(
-        {"x": [1.0, 2.0, 3.0], "c": np.array(["a", "b", "zz"], dtype=object)}, index=list("pqr")
-    )
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "c": np.array(["a", "b", "zz"], dtype=object)}, index=list("pqr"))
     modality = ModalityData("t", "tabular", np.ones(3, bool), frame=frame, categorical=["c"], numeric=["x"])
     pipe = make_preprocessor(modality, EncoderConfig()).fit(frame.iloc[:2])
     np.testing.assert_array_equal(pipe.transform(frame.iloc[2:])[0, -2:], [0.0, 0.0])
@@ -91,8 +89,6 @@ def test_synthetic_genomic_keeps_pathway(cohort, tmp_path: Path) -> None:  # noq
     pathway = json.loads((cohort.root / "truth.json").read_text())["informative"]["genomic"]
     assert set(pathway) <= set(kept)
     assert pipe.transform(genomic.frame[genomic.present]).shape == (int(genomic.present.sum()), 20)
-    (tmp_path / "groups.csv").write_text(
-        "gene,group\n" + "".join(f"{g},a\n" for g in kept[:3]) + f"{kept[0]},b\n"
-    )
+    (tmp_path / "groups.csv").write_text("gene,group\n" + "".join(f"{g},a\n" for g in kept[:3]) + f"{kept[0]},b\n")
     mask = load_gene_groups(tmp_path / "groups.csv", kept)
     assert mask.shape == (20, 2) and mask[:, 0].sum() == 3 and mask[0, 1] and mask[:, 1].sum() == 1

@@ -16,9 +16,7 @@ SHIPPED = sorted(p.parent.name for p in COHORTS.glob("*/cohort.yaml") if p.paren
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_cohort_checks(
-    name: str, tmp_path: Path, cli: Callable[[list[str]], tuple[int, str]]
-) -> None:
+def test_shipped_cohort_checks(name: str, tmp_path: Path, cli: Callable[[list[str]], tuple[int, str]]) -> None:
     folder = COHORTS / name
     assert (folder / "README.md").is_file()
     if name in REAL_COHORTS:

@@ -45,9 +45,7 @@ def test_no_test_set_and_frame(labels: np.ndarray) -> None:
     assert list(frame.columns) == ["patient", "split", "fold"]
     assert set(frame["split"]) == {"cv"} and sorted(frame["fold"].unique()) == [0, 1, 2, 3]
     frame = make_splits(labels, 4, 0.25, seed=0).to_frame([str(i) for i in range(len(labels))])
-    assert (frame["split"] == "test").sum() == 30 and (
-        frame.loc[frame["split"] == "test", "fold"] == -1
-    ).all()
+    assert (frame["split"] == "test").sum() == 30 and (frame.loc[frame["split"] == "test", "fold"] == -1).all()
 
 
 def test_too_few_per_class() -> None:

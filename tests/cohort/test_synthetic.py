@@ -48,14 +48,10 @@ def test_image_latent_drives_lesion(tmp_path: Path) -> None:
 def test_missingness_and_reproducibility(tmp_path: Path) -> None:
     rates = {"imaging": 0.4, "clinical": 0.3, "genomic": 0.5}
     a = load_cohort(
-        synthesize_cohort(
-            tmp_path / "a", patients=200, spatial_dims=2, size=8, seed=4, missing_rate=rates, n_genes=10
-        )
+        synthesize_cohort(tmp_path / "a", patients=200, spatial_dims=2, size=8, seed=4, missing_rate=rates, n_genes=10)
     )
     b = load_cohort(
-        synthesize_cohort(
-            tmp_path / "b", patients=200, spatial_dims=2, size=8, seed=4, missing_rate=rates, n_genes=10
-        )
+        synthesize_cohort(tmp_path / "b", patients=200, spatial_dims=2, size=8, seed=4, missing_rate=rates, n_genes=10)
     )
     assert a.presence.any(axis=1).all()
     np.testing.assert_allclose(1 - a.presence.mean(axis=0), [0.4, 0.3, 0.5], atol=0.1)

@@ -15,9 +15,7 @@ from clinfuse.errors import ConfigError
 @pytest.mark.parametrize("hidden", [[], [16], [16, 8]])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_mlp_shapes_and_gradients(hidden: list[int], activation: str) -> None:
-    encoder = create_encoder(
-        "mlp", in_features=7, embed_dim=5, hidden=hidden, dropout=0.2, activation=activation
-    )
+    encoder = create_encoder("mlp", in_features=7, embed_dim=5, hidden=hidden, dropout=0.2, activation=activation)
     assert isinstance(encoder, MLPEncoder) and encoder.embed_dim == 5
     out = encoder(torch.randn(4, 7))
     assert out.shape == (4, 5)

@@ -123,7 +123,6 @@ def test_log_loss_early_stopping_minimises(config: Path) -> None:
     assert load_config(config, ["training.early_stopping.metric=log_loss"]).training.early_stopping.mode == "min"
 
 
-
 def test_bad_option_value_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
     from clinfuse.cli import main
 

@@ -60,8 +60,7 @@ class ToyFusion(nn.Module):
 
     def _filled(self, embeddings: dict[str, Tensor], present: Tensor) -> list[Tensor]:
         return [
-            torch.where(present[:, self.modalities.index(m), None], embeddings[m], self.missing[m])
-            for m in self.used
+            torch.where(present[:, self.modalities.index(m), None], embeddings[m], self.missing[m]) for m in self.used
         ]
 
     def fuse(self, embeddings: dict[str, Tensor], present: Tensor) -> ToyOutput:

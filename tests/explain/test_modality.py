@@ -61,9 +61,7 @@ def test_efficiency_absent_players_and_brute_force(toy_fusion, make_batch, dims)
 
     with torch.no_grad():
         full = model(inputs, present).logits[:, 0].double().numpy()
-        empty = (
-            model.fuse(model.encode(inputs, present), torch.zeros_like(present)).logits[:, 0].double().numpy()
-        )
+        empty = model.fuse(model.encode(inputs, present), torch.zeros_like(present)).logits[:, 0].double().numpy()
     np.testing.assert_allclose(result.f_x, full, atol=1e-9, rtol=0)
     np.testing.assert_allclose(result.f_empty, empty, atol=1e-9, rtol=0)
     np.testing.assert_allclose(result.phi.sum(1), result.f_x - result.f_empty, atol=1e-9, rtol=0)
@@ -195,9 +193,7 @@ def test_explain_model_modalities_frame_from_loader(toy_fusion, make_batch):
         }
         for s in range(0, 10, 4)
     ]
-    frame = explain_model_modalities(
-        model, batches, patients=[f"p{i}" for i in range(10)], labels=np.zeros(10)
-    )
+    frame = explain_model_modalities(model, batches, patients=[f"p{i}" for i in range(10)], labels=np.zeros(10))
     assert model.training  # mode restored
     expected = ["patient", "label", "f_x", "f_empty"]
     expected += [f"{kind}_{m}" for kind in ("phi", "gate", "present") for m in DIMS3]

@@ -23,12 +23,8 @@ def _specs() -> dict[str, ModalitySpec]:
             in_channels=1,
             image_size=[16, 16],
         ),
-        "clinical": ModalitySpec(
-            type="tabular", encoder=EncoderConfig(embed_dim=8, hidden=[16]), in_features=5
-        ),
-        "genomic": ModalitySpec(
-            type="genomic", encoder=EncoderConfig(embed_dim=8, hidden=[16]), in_features=9
-        ),
+        "clinical": ModalitySpec(type="tabular", encoder=EncoderConfig(embed_dim=8, hidden=[16]), in_features=5),
+        "genomic": ModalitySpec(type="genomic", encoder=EncoderConfig(embed_dim=8, hidden=[16]), in_features=9),
     }
 
 

@@ -28,9 +28,7 @@ def _region(shape: tuple[int, ...]) -> torch.Tensor:
 
 def _model(toy_fusion, shape):
     region = _region(shape)
-    model = toy_fusion(
-        {"image": 1, "clinical": 3}, embed_dim=1, encoders={"image": _RegionSum(region)}, seed=31
-    )
+    model = toy_fusion({"image": 1, "clinical": 3}, embed_dim=1, encoders={"image": _RegionSum(region)}, seed=31)
     # A monotone head so brighter region -> larger logit: logit = 2 * image + clinical.
     model.head = nn.Linear(2, 1)
     with torch.no_grad():

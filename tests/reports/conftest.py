@@ -87,10 +87,7 @@ def _summary(frame: pd.DataFrame, modalities: list[str], classes: list[str], lay
 
     by_class = {c: block(frame[frame["label"] == c]) for c in classes if (frame["label"] == c).any()}
     mean_phi = {m: float(frame[f"phi_{m}"].mean()) for m in modalities}
-    off = [
-        [0.0 if i == j else 0.01 * (i + j + 1) for j in range(len(modalities))]
-        for i in range(len(modalities))
-    ]
+    off = [[0.0 if i == j else 0.01 * (i + j + 1) for j in range(len(modalities))] for i in range(len(modalities))]
     for i, m in enumerate(modalities):
         off[i][i] = mean_phi[m] - sum(off[i])  # SHAP convention: each row sums to the modality's mean phi
     n_present = {m: int(frame[f"present_{m}"].sum()) for m in modalities}
@@ -158,9 +155,7 @@ def write_run_folder(
     patients = [f"px-{rng.integers(16**8):08x}" for _ in range(n)]
     split = np.where(np.arange(n) % 4 == 0, "test", "train")
     fold = np.where(split == "test", "", (np.arange(n) % 3).astype(str))
-    pd.DataFrame({"patient": patients, "split": split, "fold": fold}).to_csv(
-        run_dir / "splits.csv", index=False
-    )
+    pd.DataFrame({"patient": patients, "split": split, "fold": fold}).to_csv(run_dir / "splits.csv", index=False)
 
     present = _presence(rng, n, n_modalities)
     test = split == "test"
@@ -211,9 +206,7 @@ def write_run_folder(
         value = shifted[headline]
         p = np.nan if model == best_unimodal else 0.0123 * (i + 1)
         diff = np.nan if model == best_unimodal else value - (test_metrics[headline] - 0.06)
-        rows.append(
-            (model, kind, headline, value, value - 0.1, value + 0.1, value, 0.02, best_unimodal, diff, p)
-        )
+        rows.append((model, kind, headline, value, value - 0.1, value + 0.1, value, 0.02, best_unimodal, diff, p))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     columns = [
         "model",
@@ -254,9 +247,7 @@ def write_run_folder(
         if modality not in modalities:
             continue
         has = frame[frame[f"present_{modality}"]]["patient"]
-        feats = [
-            (p, f, round(float(rng.normal(50, 10)), 2), float(rng.normal(0, 0.3))) for p in has for f in names
-        ]
+        feats = [(p, f, round(float(rng.normal(50, 10)), 2), float(rng.normal(0, 0.3))) for p in has for f in names]
         pd.DataFrame(feats, columns=["patient", "feature", "value", "attribution"]).to_csv(
             run_dir / f"features_{modality}.csv", index=False
         )
@@ -304,15 +295,11 @@ def write_run_folder(
         "n_patients": n,
         "label_counts": {
             c: int(v)
-            for c, v in zip(
-                classes, np.bincount(rng.integers(0, len(classes), n), minlength=len(classes)), strict=True
-            )
+            for c, v in zip(classes, np.bincount(rng.integers(0, len(classes), n), minlength=len(classes)), strict=True)
         },
         "modality_counts": {m: int(present[:, j].sum()) for j, m in enumerate(modalities)},
         "modality_overlap": overlap,
-        "missing_per_column": {"clinical": {"bmi": 3, "smoking": 5, "age": 0}}
-        if "clinical" in modalities
-        else {},
+        "missing_per_column": {"clinical": {"bmi": 3, "smoking": 5, "age": 0}} if "clinical" in modalities else {},
         "image_shapes": {"imaging": [64, 64]} if "imaging" in modalities else {},
         "exclusions": exclusions,
     }

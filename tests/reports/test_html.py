@@ -104,9 +104,7 @@ def test_patient_cards_match_contributions_and_show_overlays(run_folder: Path, p
     cards = re.findall(r'id="patient-([^"]+)"', (run_folder / "report.html").read_text())
     assert len(cards) == 4 and len(set(cards)) == len(cards)
     assert set(cards) <= set(frame.index)
-    phi_tables = [
-        t["rows"] for t in report.tables if t["rows"] and t["rows"][0][:3] == ["modality", "present", "φ"]
-    ]
+    phi_tables = [t["rows"] for t in report.tables if t["rows"] and t["rows"][0][:3] == ["modality", "present", "φ"]]
     assert len(phi_tables) == len(cards)
     for patient, rows in zip(cards, phi_tables, strict=True):
         for modality, _, phi, _ in rows[1:]:
@@ -179,11 +177,7 @@ def test_other_tasks_build(make_run_folder, parse, task: str) -> None:
     text = report.section_text("performance")
     assert ("Kaplan-Meier" not in text) if task == "multiclass" else ("Risk distribution" not in text)
     alts = re.findall(r'alt="([^"]*)"', (run_dir / "report.html").read_text())
-    wanted = (
-        "ROC, precision-recall and calibration curves"
-        if task == "multiclass"
-        else "Risk distribution by outcome"
-    )
+    wanted = "ROC, precision-recall and calibration curves" if task == "multiclass" else "Risk distribution by outcome"
     assert wanted in alts
     frame = pd.read_csv(run_dir / "contributions.csv")
     _, *rows = report.table("contributions")

@@ -60,12 +60,8 @@ def fake_run(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> dic
             with start_child_run(f"gated/fold_{fold}", tags={"fold": str(fold)}) as child:
                 children.append(child.info.run_id)
                 for epoch in range(3):
-                    log_metrics_step(
-                        {"train_loss": 1.0 / (epoch + 1), "val auroc@0.5": 0.6 + 0.1 * epoch}, epoch
-                    )
-        log_final_metrics(
-            "test", {"auroc": 0.81, "ece": float("nan"), "auroc_ci": (0.7, 0.9), "model": "gated"}
-        )
+                    log_metrics_step({"train_loss": 1.0 / (epoch + 1), "val auroc@0.5": 0.6 + 0.1 * epoch}, epoch)
+        log_final_metrics("test", {"auroc": 0.81, "ece": float("nan"), "auroc_ci": (0.7, 0.9), "model": "gated"})
         log_artifacts_dir(out)
         log_artifact(out / "metrics.json", "copies")
     return {"parent": parent.info.run_id, "children": children, "params": params, "tags": tags}
@@ -122,9 +118,7 @@ def test_dataset_inputs_without_identifiers(fake_run):
     assert json.loads(clinical.dataset.profile)["num_rows"] == 3
     schema_columns = [c["name"] for c in json.loads(clinical.dataset.schema)["mlflow_colspec"]]
     assert schema_columns == ["age", "sex"]
-    stored = json.dumps(
-        [[d.dataset.name, d.dataset.source, d.dataset.schema, d.dataset.profile] for d in inputs]
-    )
+    stored = json.dumps([[d.dataset.name, d.dataset.source, d.dataset.schema, d.dataset.profile] for d in inputs])
     assert not any(raw in stored for raw in RAW_IDS)
 
 
@@ -134,9 +128,7 @@ def test_identifier_in_frame_is_refused(tracking_uri):
     leaky_index = frames["genomic"].set_axis(sorted(RAW_IDS))
     with start_parent_run("clinfuse-tests", "leak"):
         with pytest.raises(RunError) as error:
-            log_cohort_datasets(
-                {"clinical": frames["clinical"], "genomic": leaky_index}, "c", {}, "d" * 64, RAW_IDS
-            )
+            log_cohort_datasets({"clinical": frames["clinical"], "genomic": leaky_index}, "c", {}, "d" * 64, RAW_IDS)
         assert not mlflow.get_run(mlflow.active_run().info.run_id).inputs.dataset_inputs
     fix = "holds raw identifiers; pass pseudonymous ids and feature columns only"
     assert error.value.problems == [

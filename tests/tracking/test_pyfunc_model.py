@@ -63,9 +63,7 @@ def test_build_predictor_from_folder(fake_inference, trained, tmp_path):
     predictor = build_predictor(tmp_path / "artifacts")
     assert not predictor.model.training
     assert predictor.spec == {"in_features": 2}
-    np.testing.assert_allclose(
-        _predict_frame(predictor.model, predictor.preprocessors, frame), expected, rtol=1e-6
-    )
+    np.testing.assert_allclose(_predict_frame(predictor.model, predictor.preprocessors, frame), expected, rtol=1e-6)
 
 
 def test_logged_pyfunc_round_trip(fake_inference, trained, tracking_uri):

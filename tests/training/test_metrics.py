@@ -64,9 +64,7 @@ def test_multiclass_metrics_match_sklearn(multiclass_data):
     pred = prob.argmax(axis=1)
     onehot = np.eye(4)[y]
     assert m["auroc"] == pytest.approx(skm.roc_auc_score(y, prob, multi_class="ovr"))
-    assert m["auprc"] == pytest.approx(
-        np.mean([skm.average_precision_score(y == k, prob[:, k]) for k in range(4)])
-    )
+    assert m["auprc"] == pytest.approx(np.mean([skm.average_precision_score(y == k, prob[:, k]) for k in range(4)]))
     assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
     assert m["sensitivity"] == pytest.approx(skm.recall_score(y, pred, average="macro"))
     assert m["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
@@ -162,9 +160,7 @@ def test_survival_bootstrap_and_paired_test():
     point = survival_metrics(time, event, risk)
     assert ci["c_index"][0] < point["c_index"] < ci["c_index"][1]
     assert ci["td_auc"][0] < point["td_auc"] < ci["td_auc"][1]
-    result = paired_bootstrap_test(
-        event, risk, -risk, metric="c_index", task="survival", n_boot=200, time=time
-    )
+    result = paired_bootstrap_test(event, risk, -risk, metric="c_index", task="survival", n_boot=200, time=time)
     assert result["diff"] == pytest.approx(2 * point["c_index"] - 1, abs=0.02)
     assert result["p_value"] < 0.01
 
