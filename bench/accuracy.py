@@ -5,7 +5,7 @@ to a constant), so the best any model can do on the held-out test patients is th
 goes through ``pipeline.run_experiment`` (tracking into a temporary MLflow store) with explanations and the
 report switched off: the figure is the time to a trained, evaluated model.
 
-Run: ``python bench/accuracy.py [--patients 1000] [--epochs 15]`` (prints JSON).
+Run: ``python bench/accuracy.py [--patients 1000] [--epochs 15] [--seeds 0 1 2]`` (prints JSON).
 """
 
 from __future__ import annotations
@@ -52,17 +52,37 @@ def _config(cohort: Path, size: int, epochs: int, folds: int) -> dict[str, Any]:
 
 
 def benchmark_accuracy(
-    patients: int = 1000, size: int = 32, epochs: int = 15, folds: int = 3, seed: int = 0
+    patients: int = 1000, size: int = 32, epochs: int = 15, folds: int = 3, seeds: list[int] | None = None
 ) -> dict[str, Any]:
-    """Run gated fusion on a synthetic 2D cohort and compare its test AUROC with the Bayes-optimal one.
+    """Test AUROC as a share of the Bayes-optimal AUROC, averaged over synthetic cohorts drawn with ``seeds``.
+
+    One cohort is one draw: on 1,000 patients the share moves by several points between seeds (0.84-0.92 on
+    the same recipe), so the headline is the mean over draws and the spread is reported beside it.
 
     Args:
         patients: cohort size (30% held out for test).
         size: image side in pixels.
         epochs: maximum epochs per fold (early stopping may end sooner).
         folds: cross-validation folds (the test prediction is their ensemble).
-        seed: seeds the cohort and the run.
+        seeds: each seeds one cohort and its run (default ``[0, 1, 2]``).
     """
+    runs = [_one_cohort(patients, size, epochs, folds, seed) for seed in (seeds if seeds is not None else [0, 1, 2])]
+    shares = [run["auroc_share_of_bayes"] for run in runs]
+    return {
+        "patients": patients,
+        "image": f"{size}^2",
+        "folds": folds,
+        "max_epochs": epochs,
+        "cohorts": len(runs),
+        "auroc_share_of_bayes": float(np.mean(shares)),
+        "auroc_share_of_bayes_min": float(np.min(shares)),
+        "auroc_share_of_bayes_max": float(np.max(shares)),
+        "wall_seconds_mean": float(np.mean([run["wall_seconds"] for run in runs])),
+        "runs": runs,
+    }
+
+
+def _one_cohort(patients: int, size: int, epochs: int, folds: int, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = synthesize_cohort(
             Path(tmp) / "cohort",
@@ -90,10 +110,7 @@ def benchmark_accuracy(
     bayes = float(roc_auc_score(cohort.y[test], true_logit))
     auroc = float(outcome.metrics["gated"]["test"]["auroc"])
     return {
-        "patients": patients,
-        "image": f"{size}^2",
-        "folds": folds,
-        "max_epochs": epochs,
+        "seed": seed,
         "test_patients": len(test),
         "test_auroc": auroc,
         "bayes_test_auroc": bayes,
@@ -109,8 +126,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
-    print(json.dumps(benchmark_accuracy(args.patients, args.size, args.epochs, args.folds), indent=2))
+    print(json.dumps(benchmark_accuracy(args.patients, args.size, args.epochs, args.folds, args.seeds), indent=2))
 
 
 if __name__ == "__main__":

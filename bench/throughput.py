@@ -115,8 +115,8 @@ def benchmark_throughput(
         tables = fit_fold_tables(cohort, modalities, config, train_idx)
         specs = modality_specs(cohort, modalities, config, tables)
         torch.manual_seed(seed)
+        # One model for both sides: "the same model's forward+backward", with the same weights as they evolve.
         model = build_model(specs, config.fusion, 1)
-        bound_model = build_model(specs, config.fusion, 1)
         train_ds = PatientDataset(train_idx, cohort, modalities, tables, images, False, seed)
         val_ds = PatientDataset(val_idx, cohort, modalities, tables, images)
         train_loader = make_loader(train_ds, batch_size, True, seed)
@@ -125,7 +125,7 @@ def benchmark_throughput(
         batches = list(train_loader)
         data_seconds = time.perf_counter() - start
         loss_fn = _loss_fn("binary", cohort.y[train_idx], 1, True, cpu)
-        optimizer = _make_optimizer(bound_model, config.training)
+        optimizer = _make_optimizer(model, config.training)
         generator = torch.Generator().manual_seed(seed)
         pipeline, bound = [], []
         for _ in range(rounds):
@@ -149,7 +149,7 @@ def benchmark_throughput(
             validation = time.perf_counter() - start
             pipeline.append((elapsed - epochs * validation) / epochs)
             bound_total = sum(
-                _bound_epoch(bound_model, batches, config, optimizer, loss_fn, generator) for _ in range(epochs)
+                _bound_epoch(model, batches, config, optimizer, loss_fn, generator) for _ in range(epochs)
             )
             bound.append(bound_total / epochs)
     pipeline_epoch, bound_epoch = min(pipeline), min(bound)
