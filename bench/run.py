@@ -45,7 +45,7 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {
     "throughput": Benchmark(
         benchmark_throughput,
-        {"patients": 96, "size": 24, "rounds": 5, "epochs": 3},
+        {"patients": 96, "size": 24, "rounds": 7, "epochs": 3},
         {"patients": 16, "size": 8, "batch_size": 8, "rounds": 1, "epochs": 1},
         "throughput_ratio",
         0.85,
