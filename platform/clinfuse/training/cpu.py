@@ -22,7 +22,7 @@ import torch
 # mallopt parameters from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-# glibc before 2.35 refuses mmap thresholds above 32 MiB (HEAP_MAX_SIZE / 2), so fall back to that.
+# Some glibc versions refuse mmap thresholds above 32 MiB (HEAP_MAX_SIZE / 2); fall back to that there.
 _MMAP_THRESHOLDS = (1 << 30, 32 << 20)
 _TRIM_THRESHOLD = (1 << 31) - 1
 
