@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-import torch
 from fusion_support import METHODS
 
 
@@ -20,12 +17,3 @@ def gene_mask() -> np.ndarray:
     mask = np.zeros((12, 3), dtype=int)
     mask[np.arange(12), np.arange(12) % 3] = 1
     return mask
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """These tensors are tiny: intra-op threads only add synchronisation (10x slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
