@@ -131,6 +131,18 @@ class FeatureAttributions:
         return frame.sort_values("mean_abs_attribution", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def _present_rows(model: nn.Module, modality: str, present: Any) -> tuple[Tensor, np.ndarray]:
+    """Presence as a bool tensor, and the rows where ``modality`` is present (the only ones explained)."""
+    present = torch.as_tensor(present, dtype=torch.bool)
+    column = list(model.modalities).index(modality)
+    return present, np.flatnonzero(present[:, column].cpu().numpy())
+
+
+def _model_reference(model: nn.Module, modality: str) -> Tensor:
+    """A tensor of the model whose dtype and device the explained inputs must take."""
+    return model.missing[modality] if hasattr(model, "missing") else next(model.parameters())
+
+
 def _rows_of(embeddings: Mapping[str, Tensor], present: Tensor, p: int) -> tuple[dict[str, Tensor], Tensor]:
     return {m: e[p : p + 1] for m, e in embeddings.items()}, present[p : p + 1]
 
@@ -258,14 +270,12 @@ def tabular_attributions(
     x = np.asarray(x, dtype=np.float32)
     if len(feature_groups) != x.shape[1]:
         raise ValueError(f"feature_groups has {len(feature_groups)} names for {x.shape[1]} columns")
-    present = torch.as_tensor(present, dtype=torch.bool)
-    column = list(model.modalities).index(modality)
-    rows = np.flatnonzero(present[:, column].cpu().numpy())
+    present, rows = _present_rows(model, modality, present)
     index = np.arange(len(x)) if patient_index is None else np.asarray(patient_index)
     back = _background(background, max_background, seed)
     method = _choose(algorithm, x.shape[1])
     evals = max_evals or max(500, 10 * x.shape[1] + 1)
-    reference = model.missing[modality] if hasattr(model, "missing") else next(model.parameters())
+    reference = _model_reference(model, modality)
     raw_phi = np.zeros((len(rows), x.shape[1]))
     base = np.zeros(len(rows))
     f_x = np.zeros(len(rows))
@@ -324,11 +334,9 @@ def gene_attributions(
         max_background: background rows kept (sampled with ``seed``).
         seed: seeds background sampling and the explainer's sampling.
     """
-    present = torch.as_tensor(present, dtype=torch.bool)
-    column = list(model.modalities).index(modality)
-    rows = np.flatnonzero(present[:, column].cpu().numpy())
+    present, rows = _present_rows(model, modality, present)
     index = np.arange(len(x)) if patient_index is None else np.asarray(patient_index)
-    reference = model.missing[modality] if hasattr(model, "missing") else next(model.parameters())
+    reference = _model_reference(model, modality)
     x_t = torch.as_tensor(np.asarray(x), dtype=reference.dtype, device=reference.device)
     back = torch.as_tensor(_background(np.asarray(background), max_background, seed), device=reference.device)
     back = back.to(reference.dtype)
