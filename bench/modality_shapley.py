@@ -19,8 +19,9 @@ import shap
 import torch
 
 from clinfuse.config import EncoderConfig, FusionConfig
+from clinfuse.encoders import encoder_spec
 from clinfuse.explain.modality import model_modality_shapley
-from clinfuse.fusion import ModalitySpec, build_model
+from clinfuse.fusion import build_model
 
 # Realistic head sizes for tabular cohorts: embeddings of 32, a fusion head of 64, three modalities.
 _FEATURES = {"clinical": 30, "genomic": 500, "pathology": 100}
@@ -29,9 +30,15 @@ _FEATURES = {"clinical": 30, "genomic": 500, "pathology": 100}
 def _model(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     specs = {
-        "clinical": ModalitySpec(type="tabular", encoder=EncoderConfig(embed_dim=32, hidden=[64]), in_features=30),
-        "genomic": ModalitySpec(type="genomic", encoder=EncoderConfig(embed_dim=32, hidden=[128]), in_features=500),
-        "pathology": ModalitySpec(type="tabular", encoder=EncoderConfig(embed_dim=32, hidden=[64]), in_features=100),
+        "clinical": encoder_spec(
+            "clinical", "vector", "mlp", EncoderConfig(embed_dim=32, hidden=[64]), {"in_features": 30}
+        ),
+        "genomic": encoder_spec(
+            "genomic", "vector", "snn", EncoderConfig(embed_dim=32, hidden=[128]), {"in_features": 500}
+        ),
+        "pathology": encoder_spec(
+            "pathology", "vector", "mlp", EncoderConfig(embed_dim=32, hidden=[64]), {"in_features": 100}
+        ),
     }
     model = build_model(specs, FusionConfig(method="gated", hidden=64), n_outputs=1)
     with torch.no_grad():

@@ -35,3 +35,19 @@ class ConfigError(ClinfuseError):
 
 class RunError(ClinfuseError):
     """A run id, MLflow store or output folder cannot be used."""
+
+
+def unknown_name(what: str, name: object, choices: Iterable[str]) -> str:
+    """``unknown <what> 'x'; choose one of: a, b (did you mean 'a'?)``: how every registry lookup answers.
+
+    Args:
+        what: what was looked up (``modality kind``, ``encoder``, ``fusion method``...).
+        name: the name that was not found.
+        choices: the registered names.
+    """
+    import difflib
+
+    options = sorted(choices)
+    close = difflib.get_close_matches(str(name), options, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {name!r}; choose one of: {', '.join(options)}{hint}"

@@ -10,7 +10,7 @@ from clinfuse.encoders import create_encoder, encoder_kind, list_encoders
 from clinfuse.encoders.image import ImageEncoder, _patch_side, _resolve_size
 from clinfuse.errors import ConfigError
 
-IMAGE_ENCODERS = ["densenet121", "resnet10", "resnet18", "resnet34", "resnet50", "seresnet50", "vit"]
+IMAGE_ENCODERS = ["cnn", "densenet121", "resnet10", "resnet18", "resnet34", "resnet50", "seresnet50", "vit"]
 # DenseNet-121 downsamples five times: 16³ collapses to nothing, so its 3D case uses 32³ (and is slow).
 CASES = [(name, 2, 32) for name in IMAGE_ENCODERS] + [
     pytest.param("densenet121", 3, 32, marks=pytest.mark.slow) if name == "densenet121" else (name, 3, 16)
@@ -19,8 +19,8 @@ CASES = [(name, 2, 32) for name in IMAGE_ENCODERS] + [
 
 
 def test_registry_lists_every_image_encoder() -> None:
-    assert list_encoders("image") == IMAGE_ENCODERS
-    assert all(encoder_kind(name) == "image" for name in IMAGE_ENCODERS)
+    assert list_encoders("spatial") == IMAGE_ENCODERS
+    assert all(encoder_kind(name) == "spatial" for name in IMAGE_ENCODERS)
 
 
 @pytest.mark.parametrize(("name", "spatial_dims", "side"), CASES)

@@ -81,4 +81,4 @@ def test_snn_gene_mask_needs_a_hidden_layer() -> None:
 
 
 def test_tabular_kinds() -> None:
-    assert encoder_kind("mlp") == encoder_kind("snn") == "tabular"
+    assert encoder_kind("mlp") == encoder_kind("snn") == "vector"

@@ -7,24 +7,21 @@ import pytest
 import torch
 
 from clinfuse.config import EncoderConfig, FusionConfig
+from clinfuse.encoders import EncoderSpec, encoder_spec
 from clinfuse.explain.features import gene_attributions, tabular_attributions
 from clinfuse.explain.modality import explain_model_modalities, model_modality_shapley
 from clinfuse.explain.reference import shap_modality_values
 from clinfuse.explain.saliency import image_saliency
-from clinfuse.fusion import ModalitySpec, build_model, list_fusions
+from clinfuse.fusion import build_model, list_fusions
 
 
-def _specs() -> dict[str, ModalitySpec]:
+def _specs() -> dict[str, EncoderSpec]:
+    table = EncoderConfig(embed_dim=8, hidden=[16])
+    image = {"spatial_dims": 2, "in_channels": 1, "size": [16, 16]}
     return {
-        "image": ModalitySpec(
-            type="image",
-            encoder=EncoderConfig(name="resnet10", embed_dim=8),
-            spatial_dims=2,
-            in_channels=1,
-            image_size=[16, 16],
-        ),
-        "clinical": ModalitySpec(type="tabular", encoder=EncoderConfig(embed_dim=8, hidden=[16]), in_features=5),
-        "genomic": ModalitySpec(type="genomic", encoder=EncoderConfig(embed_dim=8, hidden=[16]), in_features=9),
+        "image": encoder_spec("image", "spatial", "resnet10", EncoderConfig(name="resnet10", embed_dim=8), image),
+        "clinical": encoder_spec("clinical", "vector", "mlp", table, {"in_features": 5}),
+        "genomic": encoder_spec("genomic", "vector", "snn", table, {"in_features": 9}),
     }
 
 

@@ -5,10 +5,14 @@ A module of its own (not conftest) so tests can import it unambiguously.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from clinfuse.config import EncoderConfig, FusionConfig
-from clinfuse.fusion import ModalitySpec, MultimodalModel, build_model
+from clinfuse.encoders import EncoderSpec
+from clinfuse.fusion import MultimodalModel, build_model
+from clinfuse.kinds import get_kind
 
 MODALITIES = ["ct", "clinical", "rna"]
 METHODS = {
@@ -21,18 +25,29 @@ METHODS = {
 }
 
 
-def make_specs() -> dict[str, ModalitySpec]:
-    """Modality specs in presence-column order."""
+def spec_for(kind: str, modality: str, config: EncoderConfig, **inputs: Any) -> EncoderSpec:
+    """The encoder a registered kind chooses for ``modality`` given its fitted input shape."""
+
+    class _Input:
+        input_shape = inputs
+
+    return get_kind(kind).encoder(modality, config, _Input())  # type: ignore[arg-type]
+
+
+ENCODERS = {
+    "ct": EncoderConfig(embed_dim=8),
+    "clinical": EncoderConfig(embed_dim=6, hidden=[8]),
+    "rna": EncoderConfig(embed_dim=4, hidden=[8]),
+}
+
+
+def make_specs(encoders: dict[str, EncoderConfig] | None = None, gene_mask: Any = None) -> dict[str, EncoderSpec]:
+    """Encoder specs in presence-column order, as the image, tabular and genomic kinds choose them."""
+    cfg = ENCODERS | (encoders or {})
     return {
-        "ct": ModalitySpec(
-            type="image",
-            encoder=EncoderConfig(embed_dim=8),
-            spatial_dims=2,
-            in_channels=1,
-            image_size=[16, 16],
-        ),
-        "clinical": ModalitySpec(type="tabular", encoder=EncoderConfig(embed_dim=6, hidden=[8]), in_features=5),
-        "rna": ModalitySpec(type="genomic", encoder=EncoderConfig(embed_dim=4, hidden=[8]), in_features=12),
+        "ct": spec_for("image", "ct", cfg["ct"], spatial_dims=2, in_channels=1, size=[16, 16]),
+        "clinical": spec_for("tabular", "clinical", cfg["clinical"], in_features=5),
+        "rna": spec_for("genomic", "rna", cfg["rna"], in_features=12, gene_mask=gene_mask),
     }
 
 

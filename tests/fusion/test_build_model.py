@@ -14,14 +14,14 @@ from clinfuse.config import EncoderConfig, FusionConfig
 from clinfuse.encoders.image import ImageEncoder
 from clinfuse.encoders.tabular import MaskedLinear, MLPEncoder, SNNEncoder
 from clinfuse.errors import ConfigError
-from clinfuse.fusion import DEFAULT_ENCODERS, ModalitySpec, MultimodalModel, build_model, modality_dropout
+from clinfuse.fusion import build_model, modality_dropout
+from clinfuse.kinds import get_kind
 
 
-def test_default_encoders_by_type(gene_mask: np.ndarray) -> None:
-    specs = make_specs()
-    specs["rna"].gene_mask = gene_mask
-    model = build_model(specs, FusionConfig(), n_outputs=1)
-    assert DEFAULT_ENCODERS == {"image": "resnet10", "tabular": "mlp", "genomic": "snn"}
+def test_default_encoders_by_kind(gene_mask: np.ndarray) -> None:
+    model = build_model(make_specs(gene_mask=gene_mask), FusionConfig(), n_outputs=1)
+    defaults = {k: get_kind(k).default_encoder for k in ("image", "tabular", "genomic", "signal")}
+    assert defaults == {"image": "resnet10", "tabular": "mlp", "genomic": "snn", "signal": "cnn"}
     assert isinstance(model.encoders["ct"], ImageEncoder) and isinstance(model.encoders["ct"].backbone, ResNet)
     assert isinstance(model.encoders["clinical"], MLPEncoder)
     assert isinstance(model.encoders["rna"], SNNEncoder)
@@ -32,13 +32,12 @@ def test_default_encoders_by_type(gene_mask: np.ndarray) -> None:
 
 
 def test_named_encoder_and_tabular_weights(tmp_path: Path) -> None:
-    specs = make_specs()
-    specs["clinical"].encoder = EncoderConfig(name="snn", embed_dim=6, hidden=[8])
+    specs = make_specs({"clinical": EncoderConfig(name="snn", embed_dim=6, hidden=[8])})
     torch.manual_seed(0)
     first = build_model(specs, FusionConfig(method="concat"), 1)
     path = tmp_path / "clinical.pt"
     torch.save(first.encoders["clinical"].state_dict(), path)
-    specs["clinical"].encoder = EncoderConfig(name="snn", embed_dim=6, hidden=[8], weights=path)
+    specs = make_specs({"clinical": EncoderConfig(name="snn", embed_dim=6, hidden=[8], weights=path)})
     second = build_model(specs, FusionConfig(method="concat"), 1)
     x = torch.randn(3, 5)
     torch.testing.assert_close(second.encoders["clinical"].eval()(x), first.encoders["clinical"].eval()(x))
@@ -47,32 +46,24 @@ def test_named_encoder_and_tabular_weights(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("modality", "encoder", "message"),
     [
-        ("ct", "resnet9", r"encoders.ct.name: unknown encoder 'resnet9'; choose one of: densenet121"),
         (
             "ct",
-            "mlp",
-            r"encoders.ct.name: 'mlp' cannot encode the image modality 'ct'; choose one of: densenet121",
+            "resnet9",
+            r"encoders.ct.name: unknown encoder 'resnet9'; choose one of: cnn, densenet121.*"
+            r"\(did you mean 'resnet",
         ),
-        (
-            "clinical",
-            "vit",
-            r"encoders.clinical.name: 'vit' cannot encode the tabular .* choose one of: mlp, snn",
-        ),
+        ("ct", "mlp", r"encoders.ct.name: 'mlp' cannot encode modality 'ct' \(spatial inputs\); choose one of: cnn"),
+        ("clinical", "vit", r"encoders.clinical.name: 'vit' cannot encode .* choose one of: mlp, snn"),
     ],
 )
 def test_bad_encoder_names(modality: str, encoder: str, message: str) -> None:
-    specs = make_specs()
-    specs[modality].encoder = EncoderConfig(name=encoder)
     with pytest.raises(ConfigError, match=message):
-        build_model(specs, FusionConfig(), 1)
+        make_specs({modality: EncoderConfig(name=encoder)})
 
 
 def test_gene_mask_needs_snn(gene_mask: np.ndarray) -> None:
-    specs = make_specs()
-    specs["rna"].encoder = EncoderConfig(name="mlp")
-    specs["rna"].gene_mask = gene_mask
-    with pytest.raises(ConfigError, match="encoders.rna.gene_groups needs .* snn"):
-        build_model(specs, FusionConfig(), 1)
+    with pytest.raises(ConfigError, match="encoders.rna: encoder 'mlp' does not take gene_mask.*snn"):
+        make_specs({"rna": EncoderConfig(name="mlp")}, gene_mask=gene_mask)
 
 
 def test_unknown_fusion_lists_choices() -> None:
@@ -82,7 +73,7 @@ def test_unknown_fusion_lists_choices() -> None:
 
 @pytest.mark.parametrize("name", ["a.b", "", "keys"])
 def test_unusable_modality_names(name: str) -> None:
-    spec = ModalitySpec(type="tabular", encoder=EncoderConfig(), in_features=3)
+    spec = make_specs()["clinical"]
     with pytest.raises(ConfigError, match="cannot name a model part"):
         build_model({name: spec}, FusionConfig(), 1)
 
@@ -115,7 +106,7 @@ def test_modality_dropout_is_reproducible_and_off_at_zero() -> None:
     present = torch.rand(50, 3, generator=torch.Generator().manual_seed(1)) > 0.3
     present[:, 0] |= ~present.any(dim=1)
     a = modality_dropout(present, 0.5, torch.Generator().manual_seed(7))
-    b = MultimodalModel.modality_dropout(present, 0.5, torch.Generator().manual_seed(7))
+    b = modality_dropout(present, 0.5, torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
     assert not torch.equal(a, present)
     assert torch.equal(modality_dropout(present, 0.0), present)

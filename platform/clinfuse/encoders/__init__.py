@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from clinfuse.encoders import image, tabular
+from clinfuse.encoders import cnn, image, tabular
 from clinfuse.encoders.registry import (
+    FAMILIES,
+    EncoderSpec,
     create_encoder,
     encoder_accepts,
     encoder_kind,
+    encoder_spec,
     list_encoders,
     register_encoder,
 )
 from clinfuse.encoders.weights import load_weights
 
 __all__ = [
+    "cnn",
+    "FAMILIES",
+    "EncoderSpec",
     "create_encoder",
+    "encoder_spec",
     "encoder_accepts",
     "encoder_kind",
     "image",

@@ -95,7 +95,7 @@ def _resnet_encoder(
     return _finish(backbone, feat_dim, embed_dim, dropout, weights)
 
 
-@register_encoder("resnet10", kind="image")
+@register_encoder("resnet10", kind="spatial")
 def resnet10(
     spatial_dims: int,
     in_channels: int = 1,
@@ -108,7 +108,7 @@ def resnet10(
     return _resnet_encoder(10, spatial_dims, in_channels, embed_dim, weights, dropout)
 
 
-@register_encoder("resnet18", kind="image")
+@register_encoder("resnet18", kind="spatial")
 def resnet18(
     spatial_dims: int,
     in_channels: int = 1,
@@ -121,7 +121,7 @@ def resnet18(
     return _resnet_encoder(18, spatial_dims, in_channels, embed_dim, weights, dropout)
 
 
-@register_encoder("resnet34", kind="image")
+@register_encoder("resnet34", kind="spatial")
 def resnet34(
     spatial_dims: int,
     in_channels: int = 1,
@@ -134,7 +134,7 @@ def resnet34(
     return _resnet_encoder(34, spatial_dims, in_channels, embed_dim, weights, dropout)
 
 
-@register_encoder("resnet50", kind="image")
+@register_encoder("resnet50", kind="spatial")
 def resnet50(
     spatial_dims: int,
     in_channels: int = 1,
@@ -147,7 +147,7 @@ def resnet50(
     return _resnet_encoder(50, spatial_dims, in_channels, embed_dim, weights, dropout)
 
 
-@register_encoder("densenet121", kind="image")
+@register_encoder("densenet121", kind="spatial")
 def densenet121(
     spatial_dims: int,
     in_channels: int = 1,
@@ -168,7 +168,7 @@ def densenet121(
     return _finish(net, feat_dim, embed_dim, dropout, weights)
 
 
-@register_encoder("seresnet50", kind="image")
+@register_encoder("seresnet50", kind="spatial")
 def seresnet50(
     spatial_dims: int,
     in_channels: int = 1,
@@ -184,7 +184,7 @@ def seresnet50(
     return _finish(net, feat_dim, embed_dim, dropout, weights)
 
 
-@register_encoder("vit", kind="image")
+@register_encoder("vit", kind="spatial")
 def vit(
     spatial_dims: int,
     in_channels: int = 1,

@@ -144,7 +144,7 @@ def _group_mask(gene_mask: np.ndarray, in_features: int, width: int) -> torch.Te
     return groups.repeat_interleave(per_group, dim=0)
 
 
-@register_encoder("mlp", kind="tabular")
+@register_encoder("mlp", kind="vector")
 def mlp(
     in_features: int,
     embed_dim: int = 32,
@@ -157,7 +157,7 @@ def mlp(
     return MLPEncoder(in_features, embed_dim, [64] if hidden is None else hidden, dropout, activation, layer_norm)
 
 
-@register_encoder("snn", kind="tabular")
+@register_encoder("snn", kind="vector")
 def snn(
     in_features: int,
     embed_dim: int = 32,

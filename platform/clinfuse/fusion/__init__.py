@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from clinfuse.fusion import attention, concat, gated, late
 from clinfuse.fusion.base import (
-    DEFAULT_ENCODERS,
-    ModalitySpec,
     MultimodalModel,
     build_model,
     modality_dropout,
@@ -13,9 +11,7 @@ from clinfuse.fusion.base import (
 from clinfuse.fusion.registry import FusionOutput, create_fusion, list_fusions, register_fusion
 
 __all__ = [
-    "DEFAULT_ENCODERS",
     "FusionOutput",
-    "ModalitySpec",
     "MultimodalModel",
     "attention",
     "build_model",

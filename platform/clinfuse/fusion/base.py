@@ -7,46 +7,15 @@ missing embedding for absent rows and applies the fusion method. The split lets 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
-import numpy as np
 import torch
 from torch import nn
 
-from clinfuse.config import EncoderConfig, FusionConfig
-from clinfuse.encoders import create_encoder, encoder_accepts, encoder_kind, list_encoders, load_weights
+from clinfuse.config import FusionConfig
+from clinfuse.encoders import EncoderSpec, create_encoder, load_weights
 from clinfuse.errors import ConfigError
 from clinfuse.fusion.registry import FusionOutput, create_fusion
 
-ModalityType = Literal["image", "tabular", "genomic"]
-
-DEFAULT_ENCODERS: dict[str, str] = {"image": "resnet10", "tabular": "mlp", "genomic": "snn"}
-
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-@dataclass
-class ModalitySpec:
-    """What :func:`build_model` needs to know about one modality.
-
-    Args:
-        type: ``image``, ``tabular`` or ``genomic``.
-        encoder: the modality's encoder settings (``name=None`` picks the default for ``type``).
-        in_features: tabular/genomic: number of preprocessed features.
-        spatial_dims: image: 2 or 3.
-        in_channels: image: number of channels.
-        image_size: image: per-axis input size (needed by ``vit``, checked by ``densenet121``).
-        gene_mask: genomic: optional 0/1 array ``(in_features, n_groups)`` for a pathway-masked first layer.
-    """
-
-    type: ModalityType
-    encoder: EncoderConfig
-    in_features: int | None = None
-    spatial_dims: int | None = None
-    in_channels: int = 1
-    image_size: list[int] | None = None
-    gene_mask: np.ndarray | None = None
 
 
 class MultimodalModel(nn.Module):
@@ -124,11 +93,6 @@ class MultimodalModel(nn.Module):
         """``fuse(encode(inputs, present), present)``."""
         return self.fuse(self.encode(inputs, present), present)
 
-    @staticmethod
-    def modality_dropout(present: torch.Tensor, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """See :func:`modality_dropout`."""
-        return modality_dropout(present, rate, generator)
-
 
 def modality_dropout(present: torch.Tensor, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Randomly hide present modalities (training augmentation), never emptying a row.
@@ -153,11 +117,12 @@ def modality_dropout(present: torch.Tensor, rate: float, generator: torch.Genera
     return thinned | (rescue & emptied.unsqueeze(1))
 
 
-def build_model(specs: dict[str, ModalitySpec], fusion: FusionConfig, n_outputs: int) -> MultimodalModel:
+def build_model(specs: dict[str, EncoderSpec], fusion: FusionConfig, n_outputs: int) -> MultimodalModel:
     """Build encoders and the fusion head for the given modalities.
 
     Args:
-        specs: modality name → :class:`ModalitySpec`, in presence-column order (one entry: a unimodal model).
+        specs: modality name → :class:`~clinfuse.encoders.EncoderSpec` (the encoder its kind chose, with the
+            family's arguments), in presence-column order (one entry: a unimodal model).
         fusion: fusion settings (``fusion.method`` picks the registered head).
         n_outputs: logits per patient: 1 for binary and survival, K for multiclass.
     """
@@ -168,57 +133,14 @@ def build_model(specs: dict[str, ModalitySpec], fusion: FusionConfig, n_outputs:
     for name in specs:
         if not name or "." in name or name in dir(nn.ModuleDict):
             raise ConfigError(f"modality name {name!r} cannot name a model part; rename it in cohort.yaml")
-    encoders = {name: _build_encoder(name, spec) for name, spec in specs.items()}
+    encoders = {}
+    for name, spec in specs.items():
+        encoder = create_encoder(spec.name, **spec.args)
+        if spec.weights is not None:
+            load_weights(encoder, spec.weights)
+        encoders[name] = encoder
     head = create_fusion(fusion.method, [enc.embed_dim for enc in encoders.values()], n_outputs, fusion)
     return MultimodalModel(encoders, head, fusion.method)
-
-
-def _build_encoder(name: str, spec: ModalitySpec) -> nn.Module:
-    cfg = spec.encoder
-    encoder_name = cfg.name or DEFAULT_ENCODERS[spec.type]
-    if encoder_name not in list_encoders():
-        raise ConfigError(
-            f"encoders.{name}.name: unknown encoder {encoder_name!r}; choose one of: {', '.join(list_encoders())}"
-        )
-    expected = "image" if spec.type == "image" else "tabular"
-    if encoder_kind(encoder_name) != expected:
-        raise ConfigError(
-            f"encoders.{name}.name: {encoder_name!r} cannot encode the {spec.type} modality {name!r}; "
-            f"choose one of: {', '.join(list_encoders(expected))}"
-        )
-    if spec.type == "image":
-        if spec.spatial_dims is None:
-            raise ValueError(f"ModalitySpec of image modality {name!r} needs spatial_dims")
-        return create_encoder(
-            encoder_name,
-            spatial_dims=spec.spatial_dims,
-            in_channels=spec.in_channels,
-            embed_dim=cfg.embed_dim,
-            image_size=spec.image_size,
-            weights=cfg.weights,
-            dropout=cfg.dropout,
-        )
-    if spec.in_features is None:
-        raise ValueError(f"ModalitySpec of {spec.type} modality {name!r} needs in_features")
-    kwargs: dict[str, object] = {}
-    if spec.gene_mask is not None:
-        if not encoder_accepts(encoder_name, "gene_mask"):
-            raise ConfigError(
-                f"encoders.{name}.gene_groups needs an encoder that supports gene groups (snn), "
-                f"not {encoder_name!r}; set encoders.{name}.name: snn"
-            )
-        kwargs["gene_mask"] = spec.gene_mask
-    encoder = create_encoder(
-        encoder_name,
-        in_features=spec.in_features,
-        embed_dim=cfg.embed_dim,
-        hidden=list(cfg.hidden),
-        dropout=cfg.dropout,
-        **kwargs,
-    )
-    if cfg.weights is not None:
-        load_weights(encoder, cfg.weights)
-    return encoder
 
 
 def _run_encoder(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
