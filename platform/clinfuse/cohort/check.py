@@ -12,6 +12,7 @@ import numpy as np
 from clinfuse.cohort.load import Cohort, collect_cohort
 from clinfuse.cohort.splits import make_splits
 from clinfuse.errors import CohortError
+from clinfuse.kinds.registry import get_kind
 
 _DEFAULT_TEST_FRACTION = 0.2
 
@@ -54,14 +55,7 @@ class CohortReport:
             )
             lines.append("  combinations: " + ", ".join(f"{k}: {v}" for k, v in s["combinations"].items()))
             for name, info in s["modalities"].items():
-                if info.get("features"):
-                    lines.append(f"  {name}: {info['features']} features ({info['categorical']} categorical)")
-                missing = info.get("missing_values")
-                if missing:
-                    lines.append(f"  {name} missing values: " + ", ".join(f"{k}: {v}" for k, v in missing.items()))
-                if info.get("shapes"):
-                    lines.append(f"  {name} shapes: " + ", ".join(f"{k} x{v}" for k, v in info["shapes"].items()))
-                    lines.append(f"  {name} spacings: " + ", ".join(f"{k} x{v}" for k, v in info["spacings"].items()))
+                lines += get_kind(info["type"]).summary_lines(name, info)
             for exclusion in s["exclusions"]:
                 lines.append(f"  excluded: {exclusion['count']} ({exclusion['source']}: {exclusion['reason']})")
         if self.problems and problems:
@@ -78,17 +72,8 @@ def cohort_summary(cohort: Cohort) -> dict[str, Any]:
     combos = Counter("+".join(n for n, has in zip(names, row, strict=True) if has) for row in cohort.presence)
     modalities: dict[str, Any] = {}
     for name, mod in cohort.modalities.items():
-        details = cohort.details.get(name, {})
         info: dict[str, Any] = {"type": mod.type, "present": int(mod.present.sum())}
-        if mod.frame is not None:
-            info["features"] = mod.frame.shape[1]
-            info["categorical"] = len(mod.categorical)
-            missing = mod.frame[mod.present].isna().sum()
-            info["missing_values"] = {str(k): int(v) for k, v in missing.items() if v}
-        else:
-            info["spatial_dims"] = mod.spatial_dims
-            info["shapes"] = details.get("shapes", {})
-            info["spacings"] = details.get("spacings", {})
+        info.update(mod.kind.summarise(mod, cohort.details.get(name, {})))
         modalities[name] = info
     summary: dict[str, Any] = {
         "name": cohort.name,
@@ -123,7 +108,7 @@ def check_cohort(path: str | Path, folds: int | None = None, test_fraction: floa
     """
     report = CohortReport(path=Path(path))
     try:
-        cohort, problems = collect_cohort(path, verify_images=True)
+        cohort, problems = collect_cohort(path, verify=True)
     except CohortError as exc:
         report.problems = exc.problems
         return report

@@ -7,19 +7,23 @@ their 1-based data row number in the file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from clinfuse.cohort.images import image_format, inspect_image
 from clinfuse.cohort.labels import Labels, parse_labels
-from clinfuse.cohort.spec import COHORT_FILE, CohortSpec, ImageModalitySpec, load_cohort_spec
-from clinfuse.cohort.tables import read_table, resolve_inside, rows_text, to_numeric
+from clinfuse.cohort.spec import COHORT_FILE, CohortSpec, load_cohort_spec
+from clinfuse.cohort.tables import read_table, resolve_inside, rows_text
 from clinfuse.errors import CohortError
+from clinfuse.kinds.registry import get_kind
+
+if TYPE_CHECKING:
+    from clinfuse.kinds.base import LoadedModality, ModalityKind
 
 
 @dataclass
@@ -43,23 +47,45 @@ class ModalityData:
 
     Args:
         name: modality name from cohort.yaml.
-        type: ``image``, ``tabular`` or ``genomic``.
+        type: the registered kind (``image``, ``tabular``, ``genomic``, ``signal``...); see :attr:`kind`.
         present: ``(n,)`` bool, the patient has this modality.
-        frame: tabular/genomic: features only, index = patient ids, NaN rows for absent patients.
+        frame: table kinds: features only, index = patient ids, NaN rows for absent patients.
         categorical: tabular: categorical feature columns (object dtype).
         numeric: numeric feature columns (float64).
-        paths: image: absolute path per patient (None when absent).
+        paths: file kinds: absolute path per patient (None when absent).
         spatial_dims: image: 2 or 3.
+        meta: per-patient values by name, ``(n,)`` object arrays (e.g. a recording's sampling rate).
+        info: facts about the whole modality the kind recorded when loading.
+        entry: the modality's validated cohort.yaml block.
     """
 
     name: str
-    type: Literal["image", "tabular", "genomic"]
+    type: str
     present: np.ndarray
     frame: pd.DataFrame | None = None
     categorical: list[str] = field(default_factory=list)
     numeric: list[str] = field(default_factory=list)
     paths: list[Path | None] | None = None
     spatial_dims: int | None = None
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    entry: Any = None
+
+    @property
+    def kind(self) -> ModalityKind:
+        """The registered kind that reads, preprocesses, explains and reports this modality."""
+        return get_kind(self.type)
+
+    def take(self, rows: np.ndarray) -> ModalityData:
+        """The same modality for the patients ``rows`` (cohort indices), in that order."""
+        rows = np.asarray(rows)
+        return dataclasses.replace(
+            self,
+            present=self.present[rows],
+            frame=None if self.frame is None else self.frame.iloc[rows],
+            paths=None if self.paths is None else [self.paths[i] for i in rows],
+            meta={k: v[rows] for k, v in self.meta.items()},
+        )
 
 
 @dataclass
@@ -92,24 +118,60 @@ class Cohort:
         return list(self.modalities)
 
 
-class _Tables:
-    """Each table read once even when several cohort.yaml keys name it."""
+class CohortReader:
+    """What kinds use to read a cohort: each table read once, paths kept inside the folder, problems collected.
 
-    def __init__(self, root: Path, id_column: str, problems: list[str]) -> None:
-        self.root, self.id_column, self.problems = root, id_column, problems
-        self.cache: dict[str, tuple[pd.DataFrame | None, pd.Series | None]] = {}
+    Args:
+        root: the cohort folder.
+        spec: its cohort.yaml.
+    """
+
+    def __init__(self, root: Path, spec: CohortSpec) -> None:
+        self.root, self.spec, self.id_column = root, spec, spec.id_column
+        self.problems: list[str] = []
         self.identifiers: set[str] = set()
+        self._cache: dict[str, tuple[pd.DataFrame | None, pd.Series | None]] = {}
 
-    def get(self, relative: str, where: str) -> tuple[pd.DataFrame | None, pd.Series | None]:
+    def problem(self, message: str) -> None:
+        """Record one problem (a line naming the file, row or column and the fix)."""
+        self.problems.append(message)
+
+    def table(self, relative: str, where: str) -> tuple[pd.DataFrame | None, pd.Series | None]:
+        """A table as text and its id column (None when it cannot be read or lacks the id column).
+
+        Args:
+            relative: path relative to the cohort folder.
+            where: the cohort.yaml key naming it (for messages).
+        """
         key = str(Path(relative))
-        if key not in self.cache:
+        if key not in self._cache:
             frame, problems = read_table(self.root, relative, where)
             self.problems += problems
-            ids = None
-            if frame is not None:
-                ids = self._ids(frame, relative)
-            self.cache[key] = (frame, ids)
-        return self.cache[key]
+            self._cache[key] = (frame, None if frame is None else self._ids(frame, relative))
+        return self._cache[key]
+
+    def check_columns(self, frame: pd.DataFrame, names: list[str], key: str, table: str) -> bool:
+        """Record a problem per column of ``names`` missing from ``frame``; True when all exist."""
+        found = _check_columns(frame, names, key, table)
+        self.problems += found
+        return not found
+
+    def add_identifiers(self, values: pd.Series) -> None:
+        """Values of an identifier column: never features, scanned for in every output."""
+        self.identifiers.update(values.dropna())
+
+    def reserved_columns(self, table: str) -> set[str]:
+        """Columns of ``table`` that are never features: the id column and, in the label table, the label."""
+        reserved = {self.id_column}
+        if Path(table) == Path(self.spec.label.table):
+            label = self.spec.label
+            reserved |= {c for c in (label.column, label.time_column, label.event_column) if c}
+            reserved |= set(label.identifiers)
+        return reserved
+
+    def resolve(self, relative: str) -> Path | None:
+        """The absolute path of a file named in a table, or None when it leaves the cohort folder."""
+        return resolve_inside(self.root, relative)
 
     def _ids(self, frame: pd.DataFrame, relative: str) -> pd.Series | None:
         if self.id_column not in frame.columns:
@@ -140,115 +202,11 @@ def _check_columns(frame: pd.DataFrame, names: list[str], key: str, table: str) 
     ]
 
 
-def _table_modality(name: str, mod: Any, spec: CohortSpec, tables: _Tables, problems: list[str]) -> dict | None:
-    frame, ids = tables.get(mod.table, f"modalities.{name}.table")
-    if frame is None or ids is None:
-        return None
-    categorical = list(getattr(mod, "categorical", []))
-    for key, names in (
-        ("categorical", categorical),
-        ("identifiers", mod.identifiers),
-        ("exclude", mod.exclude),
-    ):
-        problems += _check_columns(frame, names, f"modalities.{name}.{key}", mod.table)
-    for column in mod.identifiers:
-        if column in frame.columns:
-            tables.identifiers.update(frame[column].dropna())
-    reserved = {spec.id_column, *mod.identifiers, *mod.exclude}
-    if Path(mod.table) == Path(spec.label.table):
-        label = spec.label
-        reserved |= {c for c in (label.column, label.time_column, label.event_column) if c} | set(label.identifiers)
-    features = [c for c in frame.columns if c not in reserved]
-    numeric = [c for c in features if c not in categorical]
-    if not features:
-        problems.append(f"{mod.table}: no feature columns left for modality '{name}'; check identifiers/exclude")
-    columns: dict[str, pd.Series] = {}
-    missing: dict[str, int] = {}
-    for column in features:
-        values = frame[column]
-        missing[column] = int(values.isna().sum())
-        if column in categorical:
-            columns[column] = pd.Series(values.to_numpy(dtype=object), dtype=object)
-            continue
-        numbers, bad, infinite = to_numeric(values)
-        if bad:
-            hint = "declare it categorical" if mod.type == "tabular" else "fix the values"
-            problems.append(
-                f"{mod.table} column '{column}': non-numeric value at {rows_text(bad)} in a numeric column; "
-                f"fix the values or {hint}"
-            )
-        if infinite:
-            problems.append(f"{mod.table} column '{column}': infinite value at {rows_text(infinite)}; use a number")
-        columns[column] = pd.Series(numbers, dtype=np.float64)
-    data = pd.DataFrame(columns)
-    data.index = pd.Index(ids.to_numpy(dtype=object), dtype=object)
-    keep = ids.notna().to_numpy() & ~ids.duplicated().to_numpy()
-    data = data[keep]
-    has_value = data.notna().any(axis=1)
-    return {
-        "frame": data,
-        "ids": set(data.index[has_value]),
-        "all_ids": set(data.index),
-        "numeric": numeric,
-        "categorical": [c for c in categorical if c in features],
-        "missing": missing,
-        "excluded_columns": list(mod.exclude),
-    }
-
-
-def _image_modality(
-    name: str, mod: ImageModalitySpec, root: Path, tables: _Tables, problems: list[str], verify: bool
-) -> dict | None:
-    frame, ids = tables.get(mod.index, f"modalities.{name}.index")
-    if frame is None or ids is None:
-        return None
-    if mod.path_column not in frame.columns:
-        problems.append(
-            f"{mod.index}: column '{mod.path_column}' named in cohort.yaml (modalities.{name}.path_column) "
-            "does not exist; fix the name or the table"
-        )
-        return None
-    paths: dict[str, Path] = {}
-    shapes: dict[str, int] = {}
-    spacings: dict[str, int] = {}
-    for row, (pid, relative) in enumerate(zip(ids, frame[mod.path_column], strict=True), start=1):
-        if not isinstance(pid, str) or not isinstance(relative, str):
-            continue
-        where = f"{mod.index} row {row} column '{mod.path_column}' ({relative})"
-        path = resolve_inside(root, relative)
-        if path is None:
-            problems.append(f"{where}: path resolves outside the cohort folder ('..' or a symlink); move the image in")
-            continue
-        if not path.exists():
-            problems.append(f"{where}: image not found; fix the path or remove the row")
-            continue
-        if image_format(path) is None:
-            problems.append(f"{where}: unsupported image format; use NIfTI, DICOM, PNG or JPEG")
-            continue
-        if verify:
-            info, found = inspect_image(path, mod.spatial_dims, where)
-            problems += found
-            if found:
-                continue
-            shape, spacing = str(info.get("shape")), str(info.get("spacing"))
-            shapes[shape] = shapes.get(shape, 0) + 1
-            spacings[spacing] = spacings.get(spacing, 0) + 1
-        paths.setdefault(pid, path)
-    return {
-        "paths": paths,
-        "ids": set(paths),
-        "all_ids": set(ids.dropna()),
-        "shapes": shapes,
-        "spacings": spacings,
-        "missing": {mod.path_column: int(frame[mod.path_column].isna().sum())},
-    }
-
-
-def _content_hash(root: Path, spec: CohortSpec, image_paths: list[Path]) -> str:
+def _content_hash(root: Path, spec: CohortSpec, parts: dict[str, LoadedModality]) -> str:
     digest = hashlib.sha256((root / COHORT_FILE).read_bytes())
-    tables = {spec.label.table} | {getattr(m, "table", None) or m.index for m in spec.modalities.values()}
+    tables = {spec.label.table} | {t for part in parts.values() for t in part.tables}
     files = [root / t for t in sorted(tables)]
-    for path in sorted(set(image_paths)):
+    for path in sorted({f for part in parts.values() for f in part.files}):
         files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         if file.is_file():
@@ -257,7 +215,7 @@ def _content_hash(root: Path, spec: CohortSpec, image_paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def collect_cohort(path: str | Path, verify_images: bool) -> tuple[Cohort | None, list[str]]:
+def collect_cohort(path: str | Path, verify: bool) -> tuple[Cohort | None, list[str]]:
     """Load a cohort and every problem found (the cohort is None when the problems prevent assembling it).
 
     Raises:
@@ -267,78 +225,54 @@ def collect_cohort(path: str | Path, verify_images: bool) -> tuple[Cohort | None
     root = root.parent if root.is_file() else root
     root = root.resolve()
     spec = load_cohort_spec(root)
-    problems: list[str] = []
-    tables = _Tables(root, spec.id_column, problems)
-    label_frame, label_ids = tables.get(spec.label.table, "label.table")
+    reader = CohortReader(root, spec)
+    label_frame, label_ids = reader.table(spec.label.table, "label.table")
     labels = None
     if label_frame is not None and label_ids is not None:
         wanted = [c for c in (spec.label.column, spec.label.time_column, spec.label.event_column) if c]
-        found = _check_columns(label_frame, wanted + spec.label.identifiers, "label", spec.label.table)
-        problems += found
+        complete = reader.check_columns(label_frame, wanted + spec.label.identifiers, "label", spec.label.table)
         for column in spec.label.identifiers:
             if column in label_frame.columns:
-                tables.identifiers.update(label_frame[column].dropna())
-        if not found:
+                reader.add_identifiers(label_frame[column])
+        if complete:
             labels, label_problems = parse_labels(spec.label, spec.label.table, label_frame, label_ids)
-            problems += label_problems
-    parts: dict[str, dict | None] = {}
-    for name, mod in spec.modalities.items():
-        if isinstance(mod, ImageModalitySpec):
-            parts[name] = _image_modality(name, mod, root, tables, problems, verify_images)
-        else:
-            parts[name] = _table_modality(name, mod, spec, tables, problems)
+            reader.problems += label_problems
+    parts = {name: get_kind(entry.type).load(name, entry, reader, verify) for name, entry in spec.modalities.items()}
     if labels is None or any(p is None for p in parts.values()):
-        return None, problems
-    return _assemble(root, spec, labels, parts, label_ids, tables, problems), problems
+        return None, reader.problems
+    cohort = _assemble(root, spec, labels, parts, label_ids, reader)  # type: ignore[arg-type]
+    return cohort, reader.problems
 
 
 def _assemble(
     root: Path,
     spec: CohortSpec,
     labels: Labels,
-    parts: dict[str, dict],
+    parts: dict[str, LoadedModality],
     label_ids: pd.Series,
-    tables: _Tables,
-    problems: list[str],
+    reader: CohortReader,
 ) -> Cohort:
     patient_ids = sorted(labels.values)
     exclusions: list[Exclusion] = []
     label_set = set(label_ids.dropna())
-    outside = set().union(*(part["all_ids"] for part in parts.values())) - label_set
+    outside = set().union(*(part.listed for part in parts.values())) - label_set
     if outside:
         exclusions.append(Exclusion(spec.label.table, "in a modality table but not in the label table", len(outside)))
-    for name, part in parts.items():
-        excluded_columns = part.get("excluded_columns") or []
-        if excluded_columns:
-            exclusions.append(
-                Exclusion(f"modalities.{name}.exclude", "columns dropped on purpose", len(excluded_columns))
-            )
-    presence = np.array([[pid in part["ids"] for part in parts.values()] for pid in patient_ids], dtype=bool)
+    for part in parts.values():
+        exclusions += part.exclusions
+    presence = np.array([[pid in part.ids for part in parts.values()] for pid in patient_ids], dtype=bool)
     presence = presence.reshape(len(patient_ids), len(parts))
     row_of = {pid: i + 1 for i, pid in enumerate(label_ids) if isinstance(pid, str)}
     orphans = sorted(row_of[pid] for pid, has in zip(patient_ids, presence.any(axis=1), strict=True) if not has)
     if orphans:
-        problems.append(
+        reader.problem(
             f"{spec.label.table}: patient with no modality at {rows_text(orphans)} (no row with data in any "
-            "modality table or image index); add their data or remove the rows"
+            "modality table or file index); add their data or remove the rows"
         )
-    modalities: dict[str, ModalityData] = {}
-    for (name, part), column in zip(parts.items(), presence.T, strict=True):
-        mod = spec.modalities[name]
-        if mod.type == "image":
-            paths = [part["paths"].get(pid) if has else None for pid, has in zip(patient_ids, column, strict=True)]
-            modalities[name] = ModalityData(name, "image", column.copy(), paths=paths, spatial_dims=mod.spatial_dims)
-        else:
-            frame = part["frame"].reindex(pd.Index(patient_ids, dtype=object))
-            frame.loc[~column] = np.nan
-            modalities[name] = ModalityData(
-                name,
-                mod.type,
-                column.copy(),
-                frame=frame,
-                categorical=part["categorical"],
-                numeric=part["numeric"],
-            )
+    modalities = {
+        name: _align(name, spec.modalities[name], part, patient_ids, column.copy())
+        for (name, part), column in zip(parts.items(), presence.T, strict=True)
+    }
     classes = labels.classes
     index = {c: i for i, c in enumerate(classes)}
     y = np.array(
@@ -349,10 +283,6 @@ def _assemble(
         dtype=np.int64,
     )
     time = np.array([labels.times[pid] for pid in patient_ids]) if spec.label.task == "survival" else None
-    images = [p for m in modalities.values() if m.paths for p in m.paths if p is not None]
-    details = {
-        name: {k: v for k, v in part.items() if k in ("missing", "shapes", "spacings")} for name, part in parts.items()
-    }
     return Cohort(
         spec=spec,
         root=root,
@@ -364,10 +294,41 @@ def _assemble(
         modalities=modalities,
         presence=presence,
         exclusions=exclusions,
-        identifier_values=set(tables.identifiers),
-        content_hash=_content_hash(root, spec, images),
+        identifier_values=set(reader.identifiers),
+        content_hash=_content_hash(root, spec, parts),
         time=time,
-        details=details,
+        details={name: part.details for name, part in parts.items()},
+    )
+
+
+def _align(name: str, entry: Any, part: LoadedModality, patient_ids: list[str], present: np.ndarray) -> ModalityData:
+    """A kind's by-id data on the cohort's patient order (absent patients: NaN rows, None paths and values)."""
+    frame = None
+    if part.frame is not None:
+        frame = part.frame.reindex(pd.Index(patient_ids, dtype=object))
+        frame.loc[~present] = np.nan
+    paths = None
+    if part.paths is not None:
+        paths = [part.paths.get(pid) if has else None for pid, has in zip(patient_ids, present, strict=True)]
+    meta = {
+        key: np.array(
+            [values.get(pid) if has else None for pid, has in zip(patient_ids, present, strict=True)], dtype=object
+        )
+        for key, values in part.meta.items()
+    }
+    info = dict(part.info)
+    return ModalityData(
+        name,
+        entry.type,
+        present,
+        frame=frame,
+        categorical=list(info.pop("categorical", [])),
+        numeric=list(info.pop("numeric", [])),
+        paths=paths,
+        spatial_dims=info.pop("spatial_dims", None),
+        meta=meta,
+        info=info,
+        entry=entry,
     )
 
 

@@ -81,50 +81,67 @@ class TopVariance(TransformerMixin, BaseEstimator):
         return np.asarray(input_features, dtype=object)[self.support_]
 
 
-def make_preprocessor(modality: ModalityData, encoder_cfg: EncoderConfig) -> Pipeline:
-    """An unfitted preprocessing pipeline for one tabular or genomic modality.
-
-    Fit it on the present training patients of a fold only (see :func:`fit_preprocessor`).
-
-    Args:
-        modality: the modality (its ``numeric`` and ``categorical`` columns).
-        encoder_cfg: encoder settings (genomic: ``top_k_genes``, ``log_transform``).
-
-    Returns:
-        clinical: median imputation with missingness indicators and z-scoring of numerics, most-frequent
-        imputation and one-hot encoding of categoricals; genomic: median imputation, optional log1p,
-        top-k variance gene filter, z-scoring.
-    """
-    if modality.type == "genomic":
-        steps = [
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("log", Log1p(encoder_cfg.log_transform)),
-            ("select", TopVariance(encoder_cfg.top_k_genes)),
-            ("scale", StandardScaler()),
-        ]
-        return Pipeline(steps).set_output(transform="default")
-    if modality.type != "tabular":
-        raise ConfigError(f"modality '{modality.name}': images are not preprocessed by scikit-learn")
-    numeric = Pipeline(
+def clinical_preprocessor(numeric: list[str], categorical: list[str]) -> Pipeline:
+    """Median imputation with missingness indicators and z-scoring of numerics; most-frequent imputation and
+    one-hot encoding of categoricals (unfitted)."""
+    numeric_steps = Pipeline(
         [
             ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
             ("scale", StandardScaler()),
         ]
     )
-    categorical = Pipeline(
+    categorical_steps = Pipeline(
         [
             ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
             ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
         ]
     )
     columns = ColumnTransformer(
-        [
-            ("numeric", numeric, list(modality.numeric)),
-            ("categorical", categorical, list(modality.categorical)),
-        ],
+        [("numeric", numeric_steps, list(numeric)), ("categorical", categorical_steps, list(categorical))],
         verbose_feature_names_out=False,
     )
     return Pipeline([("columns", columns)])
+
+
+def genomic_preprocessor(encoder_cfg: EncoderConfig) -> Pipeline:
+    """Median imputation, optional log1p, top-k variance gene filter and z-scoring (unfitted)."""
+    steps = [
+        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+        ("log", Log1p(encoder_cfg.log_transform)),
+        ("select", TopVariance(encoder_cfg.top_k_genes)),
+        ("scale", StandardScaler()),
+    ]
+    return Pipeline(steps).set_output(transform="default")
+
+
+def clinical_features(preprocessor: Pipeline, numeric: list[str], categorical: list[str]) -> list[tuple[str, str]]:
+    """``(output column name, original variable)`` of a fitted :func:`clinical_preprocessor`."""
+    columns: ColumnTransformer = preprocessor.named_steps["columns"]
+    out: list[tuple[str, str]] = []
+    if numeric:
+        imputer: SimpleImputer = columns.named_transformers_["numeric"].named_steps["impute"]
+        out += [(c, c) for c in numeric]
+        if imputer.indicator_ is not None:
+            out += [(f"{numeric[i]} (missing)", numeric[i]) for i in imputer.indicator_.features_]
+    if categorical:
+        encoder: OneHotEncoder = columns.named_transformers_["categorical"].named_steps["onehot"]
+        for column, categories in zip(categorical, encoder.categories_, strict=True):
+            out += [(f"{column}={value}", column) for value in categories]
+    return out
+
+
+def genomic_features(preprocessor: Pipeline, genes: list[str]) -> list[tuple[str, str]]:
+    """``(gene, gene)`` for each gene a fitted :func:`genomic_preprocessor` kept, in output order."""
+    kept = preprocessor.named_steps["select"].support_
+    return [(genes[i], genes[i]) for i in kept]
+
+
+def make_preprocessor(modality: ModalityData, encoder_cfg: EncoderConfig) -> Pipeline:
+    """The unfitted preprocessing pipeline of a table modality, as its kind builds it.
+
+    Fit it on the present training patients of a fold only (see :func:`fit_preprocessor`).
+    """
+    return modality.kind.preprocessor(modality, encoder_cfg)
 
 
 def fit_preprocessor(modality: ModalityData, encoder_cfg: EncoderConfig, train: np.ndarray) -> Pipeline:
@@ -141,52 +158,19 @@ def fit_preprocessor(modality: ModalityData, encoder_cfg: EncoderConfig, train: 
     return make_preprocessor(modality, encoder_cfg).fit(modality.frame.iloc[rows])
 
 
-def _input_columns(modality: ModalityData) -> list[str]:
-    return list(modality.frame.columns) if modality.type == "genomic" else [*modality.numeric, *modality.categorical]
-
-
 def feature_names(preprocessor: Pipeline, modality: ModalityData) -> list[str]:
-    """Readable name of every output column: ``age``, ``age (missing)``, ``stage=II``, gene names.
-
-    Args:
-        preprocessor: a fitted :func:`make_preprocessor` pipeline.
-        modality: the modality it was fitted on.
-    """
-    return [name for name, _ in _features(preprocessor, modality)]
+    """Readable name of every output column: ``age``, ``age (missing)``, ``stage=II``, gene names."""
+    return [name for name, _ in modality.kind.features(preprocessor, modality)]
 
 
 def feature_groups(preprocessor: Pipeline, modality: ModalityData) -> list[str]:
-    """The original variable of every output column (a one-hot column or an indicator maps to its variable).
-
-    Args:
-        preprocessor: a fitted :func:`make_preprocessor` pipeline.
-        modality: the modality it was fitted on.
-    """
-    return [group for _, group in _features(preprocessor, modality)]
-
-
-def _features(preprocessor: Pipeline, modality: ModalityData) -> list[tuple[str, str]]:
-    if modality.type == "genomic":
-        kept = preprocessor.named_steps["select"].support_
-        genes = list(modality.frame.columns)
-        return [(genes[i], genes[i]) for i in kept]
-    columns: ColumnTransformer = preprocessor.named_steps["columns"]
-    out: list[tuple[str, str]] = []
-    if modality.numeric:
-        imputer: SimpleImputer = columns.named_transformers_["numeric"].named_steps["impute"]
-        out += [(c, c) for c in modality.numeric]
-        if imputer.indicator_ is not None:
-            out += [(f"{modality.numeric[i]} (missing)", modality.numeric[i]) for i in imputer.indicator_.features_]
-    if modality.categorical:
-        encoder: OneHotEncoder = columns.named_transformers_["categorical"].named_steps["onehot"]
-        for column, categories in zip(modality.categorical, encoder.categories_, strict=True):
-            out += [(f"{column}={value}", column) for value in categories]
-    return out
+    """The original variable of every output column (a one-hot column or an indicator maps to its variable)."""
+    return [group for _, group in modality.kind.features(preprocessor, modality)]
 
 
 def group_of_feature(preprocessor: Pipeline, modality: ModalityData) -> dict[str, str]:
     """``feature name -> original variable`` for every output column."""
-    return dict(_features(preprocessor, modality))
+    return dict(modality.kind.features(preprocessor, modality))
 
 
 def load_gene_groups(path: str | Path, genes: list[str]) -> np.ndarray:

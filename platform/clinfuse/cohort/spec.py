@@ -6,12 +6,13 @@ Unknown keys are errors (``extra="forbid"``) so a misspelt key never silently fa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clinfuse.errors import CohortError
+from clinfuse.errors import CohortError, unknown_name
+from clinfuse.kinds.registry import get_kind, list_kinds
 
 COHORT_FILE = "cohort.yaml"
 
@@ -53,61 +54,6 @@ class LabelSpec(_Strict):
         return self
 
 
-class ImageModalitySpec(_Strict):
-    """An imaging modality: an index table mapping each patient to one image file or DICOM folder.
-
-    Args:
-        type: ``image``.
-        index: CSV or Parquet with the id column and ``path_column``.
-        path_column: column holding paths relative to the cohort folder.
-        spatial_dims: 2 (PNG/JPEG/2D DICOM/2D NIfTI) or 3 (NIfTI volume, DICOM series folder).
-    """
-
-    type: Literal["image"]
-    index: str
-    path_column: str = "path"
-    spatial_dims: Literal[2, 3]
-
-
-class TabularModalitySpec(_Strict):
-    """A clinical table: one row per patient; columns not listed below are numeric features.
-
-    Args:
-        type: ``tabular``.
-        table: CSV or Parquet file.
-        categorical: columns one-hot encoded (any value type).
-        identifiers: columns that identify a person (never features, never logged or printed).
-        exclude: columns dropped on purpose (reported by ``clinfuse cohort check``).
-    """
-
-    type: Literal["tabular"]
-    table: str
-    categorical: list[str] = Field(default_factory=list)
-    identifiers: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list)
-
-
-class GenomicModalitySpec(_Strict):
-    """A genomic table: one row per patient, one numeric column per gene (or probe).
-
-    Args:
-        type: ``genomic``.
-        table: CSV or Parquet file.
-        identifiers: identifier columns (never features).
-        exclude: columns dropped on purpose.
-    """
-
-    type: Literal["genomic"]
-    table: str
-    identifiers: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list)
-
-
-ModalitySpecEntry = Annotated[
-    ImageModalitySpec | TabularModalitySpec | GenomicModalitySpec, Field(discriminator="type")
-]
-
-
 class CohortSpec(_Strict):
     """A whole cohort.yaml.
 
@@ -115,33 +61,51 @@ class CohortSpec(_Strict):
         name: cohort name (used in run names and reports).
         id_column: patient id column shared by every table and image index.
         label: the label block.
-        modalities: modality name -> modality block, in the order models see them.
+        modalities: modality name -> modality block, in the order models see them; each block is validated by
+            the schema of the kind its ``type:`` names (see ``clinfuse.kinds``).
         description: optional free text shown in reports.
     """
 
     name: str
     id_column: str
     label: LabelSpec
-    modalities: dict[str, ModalitySpecEntry] = Field(min_length=1)
+    modalities: dict[str, Any] = Field(min_length=1)
     description: str | None = None
 
 
-def _format_error(error: dict[str, Any]) -> str:
-    loc = [str(p) for p in error["loc"]]
-    # Discriminated unions insert the tag ('tabular') into the location; users never wrote it.
-    if len(loc) >= 3 and loc[0] == "modalities" and loc[2] in ("image", "tabular", "genomic"):
-        del loc[2]
-    key = ".".join(loc) or "(top level)"
+def _format_error(error: dict[str, Any], prefix: tuple[str, ...] = ()) -> str:
+    key = ".".join([*prefix, *(str(p) for p in error["loc"])]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{COHORT_FILE}: unknown key '{key}'; remove it or fix its spelling (see docs/cohorts.md)"
     if error["type"] == "missing":
         return f"{COHORT_FILE}: missing required key '{key}' (see docs/cohorts.md)"
-    if error["type"] == "union_tag_invalid":
-        return f"{COHORT_FILE}: key '{key}.type' must be image, tabular or genomic"
-    if error["type"] == "union_tag_not_found":
-        return f"{COHORT_FILE}: key '{key}' needs 'type: image|tabular|genomic'"
     message = error["msg"].removeprefix("Value error, ")
     return f"{COHORT_FILE}: key '{key}': {message}"
+
+
+def _modality_entries(modalities: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Validate each modality block with the schema of the kind its ``type:`` names."""
+    entries: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, block in modalities.items():
+        where = f"modalities.{name}"
+        if not isinstance(block, dict):
+            problems.append(f"{COHORT_FILE}: key '{where}' must be a mapping with 'type:' and the kind's keys")
+            continue
+        kind_name = block.get("type")
+        if kind_name is None:
+            problems.append(f"{COHORT_FILE}: key '{where}' needs 'type: {'|'.join(list_kinds())}'")
+            continue
+        if str(kind_name) not in list_kinds():
+            problems.append(
+                f"{COHORT_FILE}: key '{where}.type': " + unknown_name("modality kind", kind_name, list_kinds())
+            )
+            continue
+        try:
+            entries[name] = get_kind(str(kind_name)).entry_model.model_validate(block)
+        except ValidationError as exc:
+            problems += [_format_error(e, ("modalities", str(name))) for e in exc.errors()]
+    return entries, problems
 
 
 def load_cohort_spec(path: str | Path) -> CohortSpec:
@@ -167,6 +131,11 @@ def load_cohort_spec(path: str | Path) -> CohortSpec:
     if not isinstance(data, dict):
         raise CohortError(f"{file}: top level must be a mapping (name:, id_column:, label:, modalities:)")
     try:
-        return CohortSpec.model_validate(data)
+        spec = CohortSpec.model_validate(data)
     except ValidationError as exc:
         raise CohortError.from_list(_format_error(e) for e in exc.errors()) from None
+    entries, problems = _modality_entries(spec.modalities)
+    if problems:
+        raise CohortError.from_list(problems)
+    spec.modalities = entries
+    return spec
