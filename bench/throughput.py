@@ -25,12 +25,13 @@ from clinfuse.cohort import load_cohort
 from clinfuse.cohort.synthetic import synthesize_cohort
 from clinfuse.config import EncoderConfig, ExperimentConfig, FusionConfig, TrainingConfig
 from clinfuse.fusion import build_model, modality_dropout
+from clinfuse.training.cpu import training_process
 from clinfuse.training.data import (
     PatientDataset,
-    fit_fold_tables,
-    load_image_stores,
+    encoder_specs,
+    fit_fold_inputs,
     make_loader,
-    modality_specs,
+    prepare_inputs,
 )
 from clinfuse.training.loop import _loss_fn, _make_optimizer, predict, train_fold
 
@@ -96,7 +97,8 @@ def benchmark_throughput(
     """
     n_val = batch_size
     cpu = torch.device("cpu")
-    with tempfile.TemporaryDirectory() as tmp:
+    # The same process-wide switches `clinfuse run` sets (denormal flushing, kept heap, deterministic kernels).
+    with training_process(cpu), tempfile.TemporaryDirectory() as tmp:
         root = synthesize_cohort(
             Path(tmp) / "cohort",
             patients=patients + n_val,
@@ -109,16 +111,16 @@ def benchmark_throughput(
         cohort = load_cohort(root)
         modalities = list(cohort.modalities)
         start = time.perf_counter()
-        images = load_image_stores(cohort, modalities, config, Path(tmp) / "cache")
+        prepared = prepare_inputs(cohort, modalities, config, Path(tmp) / "cache")
         cache_seconds = time.perf_counter() - start
         train_idx, val_idx = np.arange(patients), np.arange(patients, patients + n_val)
-        tables = fit_fold_tables(cohort, modalities, config, train_idx)
-        specs = modality_specs(cohort, modalities, config, tables)
+        inputs = fit_fold_inputs(cohort, modalities, config, train_idx, prepared)
+        specs = encoder_specs(cohort, modalities, config, inputs)
         torch.manual_seed(seed)
         # One model for both sides: "the same model's forward+backward", with the same weights as they evolve.
         model = build_model(specs, config.fusion, 1)
-        train_ds = PatientDataset(train_idx, cohort, modalities, tables, images, False, seed)
-        val_ds = PatientDataset(val_idx, cohort, modalities, tables, images)
+        train_ds = PatientDataset(train_idx, cohort, modalities, inputs, True, False, seed)
+        val_ds = PatientDataset(val_idx, cohort, modalities, inputs)
         train_loader = make_loader(train_ds, batch_size, True, seed)
         val_loader = make_loader(val_ds, batch_size, False, seed)
         start = time.perf_counter()

@@ -34,12 +34,13 @@ def _train_one_epoch(path: str, size: int, cache: str, train_patients: int, cach
 
     from clinfuse.cohort import load_cohort
     from clinfuse.fusion import build_model
+    from clinfuse.training.cpu import training_process
     from clinfuse.training.data import (
         PatientDataset,
-        fit_fold_tables,
-        load_image_stores,
+        encoder_specs,
+        fit_fold_inputs,
         make_loader,
-        modality_specs,
+        prepare_inputs,
     )
     from clinfuse.training.loop import train_fold
 
@@ -48,28 +49,29 @@ def _train_one_epoch(path: str, size: int, cache: str, train_patients: int, cach
     cohort = load_cohort(path)
     modalities = list(cohort.modalities)
     start = time.perf_counter()
-    images = load_image_stores(cohort, modalities, config, Path(cache_dir))
+    prepared = prepare_inputs(cohort, modalities, config, Path(cache_dir))
     cache_seconds = time.perf_counter() - start
     train_idx = np.arange(train_patients)
     val_idx = np.arange(train_patients, train_patients + 16)
-    tables = fit_fold_tables(cohort, modalities, config, np.arange(cohort.n))
-    model = build_model(modality_specs(cohort, modalities, config, tables), config.fusion, 1)
-    train = make_loader(PatientDataset(train_idx, cohort, modalities, tables, images), 16, True, 0)
-    val = make_loader(PatientDataset(val_idx, cohort, modalities, tables, images), 16, False, 0)
+    inputs = fit_fold_inputs(cohort, modalities, config, np.arange(cohort.n), prepared)
+    model = build_model(encoder_specs(cohort, modalities, config, inputs), config.fusion, 1)
+    train = make_loader(PatientDataset(train_idx, cohort, modalities, inputs, True), 16, True, 0)
+    val = make_loader(PatientDataset(val_idx, cohort, modalities, inputs), 16, False, 0)
     start = time.perf_counter()
-    train_fold(
-        model,
-        train,
-        val,
-        config.training,
-        "binary",
-        cohort.y[train_idx],
-        cohort.y[val_idx],
-        None,
-        torch.device("cpu"),
-        0,
-        1,
-    )
+    with training_process(torch.device("cpu")):
+        train_fold(
+            model,
+            train,
+            val,
+            config.training,
+            "binary",
+            cohort.y[train_idx],
+            cohort.y[val_idx],
+            None,
+            torch.device("cpu"),
+            0,
+            1,
+        )
     return {"cache_seconds": cache_seconds, "epoch_seconds": time.perf_counter() - start}
 
 

@@ -155,6 +155,8 @@ class ExperimentConfig(_Strict):
         cohort: folder holding ``cohort.yaml``; relative paths resolve against the config file's folder.
         modalities: the cohort's modalities to use; empty means all.
         encoders: per-modality encoder settings, keyed by modality name; missing ones take defaults.
+        inputs: per-modality input settings, keyed by modality name, validated by the modality's kind (e.g. a
+            signal's ``sampling_rate`` and ``window``); see docs/configuration.md.
         compare: fusion methods to compare; when non-empty, every unimodal model is trained too.
     """
 
@@ -162,6 +164,7 @@ class ExperimentConfig(_Strict):
     cohort: Path
     modalities: list[str] = Field(default_factory=list)
     encoders: dict[str, EncoderConfig] = Field(default_factory=dict)
+    inputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import mlflow
@@ -35,15 +33,6 @@ def _predict_frame(model: torch.nn.Module, preprocessors: dict, frame: pd.DataFr
 
 
 @pytest.fixture
-def fake_inference(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stand-in for clinfuse.training.inference (the lead's module) so this layer is tested alone."""
-    module = types.ModuleType("clinfuse.training.inference")
-    module.model_from_spec = _model_from_spec
-    module.predict_frame = _predict_frame
-    monkeypatch.setitem(sys.modules, "clinfuse.training.inference", module)
-
-
-@pytest.fixture
 def trained(tmp_path):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal([60, 25], [10, 4], size=(12, 2)), columns=COLUMNS)
@@ -58,18 +47,20 @@ def trained(tmp_path):
     return artifacts, frame, expected
 
 
-def test_build_predictor_from_folder(fake_inference, trained, tmp_path):
+def test_build_predictor_from_folder(trained, tmp_path):
     artifacts, frame, expected = trained
-    predictor = build_predictor(tmp_path / "artifacts")
+    predictor = build_predictor(tmp_path / "artifacts", _model_from_spec)
     assert not predictor.model.training
     assert predictor.spec == {"in_features": 2}
     np.testing.assert_allclose(_predict_frame(predictor.model, predictor.preprocessors, frame), expected, rtol=1e-6)
 
 
-def test_logged_pyfunc_round_trip(fake_inference, trained, tracking_uri):
+def test_logged_pyfunc_round_trip(trained, tracking_uri):
     artifacts, frame, expected = trained
     with tracked_run(run_name="model logging"):
-        info = log_pyfunc_model(artifacts, ClinfusePyfunc(), frame.head(3), expected[:3])
+        info = log_pyfunc_model(
+            artifacts, ClinfusePyfunc(_model_from_spec, _predict_frame), frame.head(3), expected[:3]
+        )
     loaded = mlflow.pyfunc.load_model(info.model_uri)
     np.testing.assert_allclose(np.asarray(loaded.predict(frame)).reshape(-1), expected, rtol=1e-6)
     inputs = [c["name"] for c in loaded.metadata.get_input_schema().to_dict()]

@@ -14,7 +14,7 @@ from clinfuse.cohort import Cohort
 from clinfuse.config import ExperimentConfig
 from clinfuse.errors import RunError
 from clinfuse.tracking import ClinfusePyfunc, log_pyfunc_model, save_predictor_artifacts
-from clinfuse.training.inference import cohort_input_frame, ensemble_of, predict_frame
+from clinfuse.training.inference import cohort_input_frame, ensemble_of, model_from_spec, predict_frame
 from clinfuse.training.run import TrainedModel
 
 
@@ -67,8 +67,10 @@ def log_model(
     ensemble, preprocessors = ensemble_of(trained, cohort, config)
     artifacts = save_predictor_artifacts(folder, ensemble.state_dict(), preprocessors, ensemble.spec)
     frame = cohort_input_frame(cohort, list(trained.plan.modalities), example)
-    for column in frame.columns:
-        if column.endswith(".path"):
-            frame[column] = None
+    # File columns (paths and what describes the file) are emptied: the example must not point at patient files.
+    for name in trained.plan.modalities:
+        if cohort.modalities[name].paths is not None:
+            for column in [c for c in frame.columns if c.startswith(f"{name}.")]:
+                frame[column] = None
     output = predict_frame(ensemble, preprocessors, frame)
-    return log_pyfunc_model(artifacts, ClinfusePyfunc(), frame, output).model_uri
+    return log_pyfunc_model(artifacts, ClinfusePyfunc(model_from_spec, predict_frame), frame, output).model_uri

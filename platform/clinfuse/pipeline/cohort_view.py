@@ -19,15 +19,7 @@ def restrict_to_modalities(cohort: Cohort, modalities: list[str]) -> Cohort:
     columns = [cohort.modality_names.index(m) for m in modalities]
     keep = cohort.presence[:, columns].any(axis=1)
     rows = np.flatnonzero(keep)
-    kept = {}
-    for name in modalities:
-        data = cohort.modalities[name]
-        kept[name] = dataclasses.replace(
-            data,
-            present=data.present[rows],
-            frame=None if data.frame is None else data.frame.iloc[rows],
-            paths=None if data.paths is None else [data.paths[i] for i in rows],
-        )
+    kept = {name: cohort.modalities[name].take(rows) for name in modalities}
     exclusions = list(cohort.exclusions)
     dropped = int((~keep).sum())
     if dropped:

@@ -19,8 +19,9 @@ import yaml
 
 from clinfuse.cohort import Cohort, cohort_summary, load_cohort, make_splits
 from clinfuse.config import ExperimentConfig, config_to_dict
-from clinfuse.errors import ConfigError, RunError
+from clinfuse.errors import ConfigError
 from clinfuse.pipeline.artifacts import ensure_writable_dir, log_model, write_json
+from clinfuse.pipeline.callbacks import MlflowCallback, ProgressCallback
 from clinfuse.pipeline.cohort_view import restrict_to_modalities
 from clinfuse.privacy import load_or_create_salt, pseudonymise
 from clinfuse.tracking import (
@@ -36,7 +37,9 @@ from clinfuse.tracking import (
     start_child_run,
     tracked_run,
 )
-from clinfuse.training.data import load_image_stores
+from clinfuse.training.callbacks import TrainingCallback
+from clinfuse.training.cpu import training_process
+from clinfuse.training.data import check_inputs, input_notes, prepare_inputs
 from clinfuse.training.distributed import DistContext, broadcast_object, init_from_env
 from clinfuse.training.evaluate import (
     compare_models,
@@ -94,6 +97,7 @@ def prepare(config: ExperimentConfig) -> tuple[Cohort, list[str]]:
     cohort = load_cohort(config.cohort, verify_images=True)
     modalities = select_modalities(config, cohort.modality_names)
     check_names(config, cohort.modality_names, cohort.task)
+    check_inputs(config, cohort)
     return restrict_to_modalities(cohort, modalities), modalities
 
 
@@ -110,13 +114,25 @@ def run_experiment(
     """
     project_dir = project_dir or Path.cwd()
     ctx = init_from_env(config.device)
+    device = ctx.device if ctx.distributed else resolve_device(config.device)
+    with training_process(device, config.training.keep_freed_memory):
+        return _run(config, resume, progress, project_dir, ctx, device)
+
+
+def _run(
+    config: ExperimentConfig,
+    resume: str | None,
+    progress: Any,
+    project_dir: Path,
+    ctx: DistContext,
+    device: torch.device,
+) -> RunOutcome:
     cohort, modalities = prepare(config)
     splits = make_splits(cohort.y, config.evaluation.folds, config.evaluation.test_fraction, config.seed)
     if not ctx.is_main:
         return _follow_main_rank(config, cohort, modalities, splits, ctx, project_dir)
     salt = load_or_create_salt(project_dir / config.privacy.salt_file) if config.privacy.pseudonymise else None
     pseudo_ids = pseudonymise(cohort.patient_ids, salt)
-    device = ctx.device if ctx.distributed else resolve_device(config.device)
     experiment = config.tracking.experiment or config.name
     ensure_writable_dir(project_dir / config.report.out_dir, "report.out_dir")
     experiment_id = setup_tracking(resolve_tracking_uri(config.tracking.uri, project_dir), experiment)
@@ -127,17 +143,21 @@ def run_experiment(
         if resume is None:
             log_params_flat(config_to_dict(config))
             log_tags(cohort.name, cohort.content_hash, config.seed, str(device), {"clinfuse.task": cohort.task})
-            _log_datasets(cohort, pseudo_ids)
+            _log_datasets(cohort, pseudo_ids, config.privacy.pseudonymise)
         _write_inputs(run_dir, config, cohort, modalities, splits, pseudo_ids, run_id, experiment, device)
-        images = load_image_stores(cohort, modalities, config, run_dir / "cache")
+        prepared = prepare_inputs(cohort, modalities, config, run_dir / "cache")
+        _add_run_info(run_dir, {"input_notes": input_notes(cohort, prepared)})
         plans = plan_models(config, modalities)
+        callbacks: list[TrainingCallback] = [MlflowCallback()]
+        if progress is not None:
+            callbacks.append(ProgressCallback(progress))
         trained: list[TrainedModel] = []
         metrics: dict[str, Any] = {}
         for index, plan in enumerate(plans):
             # In comparison mode each model gets its own child run holding its fold runs.
             scope = start_child_run(plan.name, {"model": plan.name, "kind": plan.kind}) if len(plans) > 1 else None
             with scope or nullcontext():
-                model = train_model(plan, index, cohort, config, splits, images, device, run_dir, progress)
+                model = train_model(plan, index, cohort, config, splits, prepared, device, run_dir, callbacks)
                 metrics[plan.name] = model_metrics(model, cohort, splits, config.evaluation, config.seed)
                 if scope is not None:
                     log_final_metrics("test", metrics[plan.name]["test"])
@@ -153,7 +173,7 @@ def run_experiment(
         if config.explain.enabled:
             from clinfuse.pipeline.explanations import explain_run
 
-            explain_run(primary, cohort, splits, images, pseudo_ids, config, run_dir, device)
+            explain_run(primary, cohort, splits, pseudo_ids, config, run_dir, device)
         report = None
         if config.report.enabled:
             from clinfuse.reports import build_report
@@ -182,30 +202,39 @@ def _follow_main_rank(
     run_id = broadcast_object(None, ctx)
     experiment = config.tracking.experiment or config.name
     run_dir = (project_dir / config.report.out_dir / experiment / run_id).resolve()
-    images = load_image_stores(cohort, modalities, config, run_dir / "cache")
+    prepared = prepare_inputs(cohort, modalities, config, run_dir / "cache")
     trained = [
-        train_model(plan, index, cohort, config, splits, images, ctx.device, run_dir)
+        train_model(plan, index, cohort, config, splits, prepared, ctx.device, run_dir)
         for index, plan in enumerate(plan_models(config, modalities))
     ]
     return RunOutcome(run_id, run_dir, {}, None, None, trained)
 
 
-def _log_datasets(cohort: Cohort, pseudo_ids: list[str]) -> None:
-    """Each tabular modality's feature table (pseudonymous index) as an MLflow dataset input."""
+def _add_run_info(run_dir: Path, values: dict[str, Any]) -> None:
+    path = run_dir / "run_info.json"
+    write_json(path, {**json.loads(path.read_text(encoding="utf-8")), **values})
+
+
+def _log_datasets(cohort: Cohort, pseudo_ids: list[str], pseudonymised: bool) -> None:
+    """Each table modality's feature table (pseudonymous index) as an MLflow dataset input.
+
+    Without pseudonymisation the index holds the raw patient ids on purpose (the user said the data are not
+    sensitive), so only identifier-column values are refused.
+    """
     tables, sources = {}, {}
     for name, data in cohort.modalities.items():
         if data.frame is not None:
             frame = data.frame.copy()
             frame.index = pd.Index(pseudo_ids, name="patient")
             tables[name] = frame[data.present]
-            spec = cohort.spec.modalities[name]
-            sources[name] = str(cohort.root / getattr(spec, "table", getattr(spec, "index", "")))
-    log_cohort_datasets(tables, cohort.name, sources, cohort.content_hash, cohort.identifier_values)
+            sources[name] = str(cohort.root / getattr(data.entry, "table", getattr(data.entry, "index", "")))
+    protected = cohort.identifier_values if pseudonymised else cohort.identifier_values - set(cohort.patient_ids)
+    log_cohort_datasets(tables, cohort.name, sources, cohort.content_hash, protected)
 
 
 def _example_rows(cohort: Cohort, modalities: list[str], test: np.ndarray, count: int = 5) -> np.ndarray:
-    """Test patients with a tabular modality (the model's input example leaves image paths empty)."""
-    tabular = [cohort.modality_names.index(m) for m in modalities if cohort.modalities[m].type != "image"]
+    """Test patients with a table modality (the model's input example leaves file columns empty)."""
+    tabular = [cohort.modality_names.index(m) for m in modalities if cohort.modalities[m].paths is None]
     if not tabular:
         return test[:count]
     with_table = test[cohort.presence[test][:, tabular].any(axis=1)]
@@ -242,24 +271,10 @@ def _write_inputs(
             "task": cohort.task,
             "classes": cohort.classes,
             "modalities": modalities,
+            "modality_kinds": {m: cohort.modalities[m].type for m in modalities},
             "model_name": plan_models(config, modalities)[0].name,
             "primary_metric": primary_metric(cohort.task),
             "n_test": int(len(splits.test)),
             "exclusions": [e.__dict__ for e in cohort.exclusions],
         },
     )
-
-
-def load_run_folder(run_dir: Path) -> dict[str, Any]:
-    """The run_info of a run folder (raises RunError when the folder is not a clinfuse run)."""
-    info = run_dir / "run_info.json"
-    if not info.is_file():
-        raise RunError(f"{run_dir}: not a clinfuse run folder (no run_info.json); pass a run id shown by clinfuse ui")
-    return json.loads(info.read_text(encoding="utf-8"))
-
-
-def metric_summary(metrics: dict[str, Any], name: str) -> str:
-    """``0.812 [0.75, 0.87]`` for a model's test metric."""
-    value = metrics["test"].get(name, float("nan"))
-    lo, hi = metrics["test_ci"].get(name, [float("nan"), float("nan")])
-    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(value) else "n/a"

@@ -3,17 +3,16 @@
 The logged model holds three artifacts: ``weights`` (a torch state dict, loaded with ``weights_only=True``),
 ``preprocessors`` (the fitted scikit-learn pipelines per modality, stored with joblib, i.e. pickle: the
 scikit-learn standard, so load only models you or your group logged) and ``spec`` (JSON describing how to
-rebuild the network). The network and the prediction itself come from ``clinfuse.training.inference``
-(``model_from_spec(spec) -> nn.Module`` and ``predict_frame(model, preprocessors, frame)``),
-imported only when the model is loaded, so this layer never depends on training code. clinfuse must be
+rebuild the network). The network and the prediction itself come from two functions the caller hands to
+:class:`ClinfusePyfunc` (``model_from_spec(spec) -> nn.Module`` and ``predict_frame(model, states, frame)``,
+in practice ``clinfuse.training.inference``'s), so this layer never imports training code. clinfuse must be
 installed where the model is loaded. The input format is described in docs/tracking.md.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -32,7 +31,6 @@ WEIGHTS = "weights"
 PREPROCESSORS = "preprocessors"
 SPEC = "spec"
 _FILES = {WEIGHTS: "weights.pt", PREPROCESSORS: "preprocessors.joblib", SPEC: "spec.json"}
-_INFERENCE_MODULE = "clinfuse.training.inference"
 _REQUIREMENTS = ("torch", "monai", "scikit-learn", "pandas", "numpy", "joblib", "mlflow")
 
 
@@ -71,11 +69,14 @@ def save_predictor_artifacts(
     return {key: str(path) for key, path in paths.items()}
 
 
-def build_predictor(artifacts: str | Path | Mapping[str, str]) -> Predictor:
+def build_predictor(
+    artifacts: str | Path | Mapping[str, str], model_from_spec: Callable[[dict[str, Any]], torch.nn.Module]
+) -> Predictor:
     """Rebuild a predictor from the artifacts of :func:`save_predictor_artifacts`.
 
     Args:
         artifacts: the folder holding them, or the ``artifacts`` mapping (``context.artifacts`` in MLflow).
+        model_from_spec: builds the untrained network from the spec.
     """
     if isinstance(artifacts, str | Path):
         paths = {key: str(Path(artifacts) / filename) for key, filename in _FILES.items()}
@@ -84,33 +85,41 @@ def build_predictor(artifacts: str | Path | Mapping[str, str]) -> Predictor:
     spec = json.loads(Path(paths[SPEC]).read_text(encoding="utf-8"))
     state = torch.load(paths[WEIGHTS], map_location="cpu", weights_only=True)
     preprocessors = joblib.load(paths[PREPROCESSORS])
-    inference = importlib.import_module(_INFERENCE_MODULE)
-    model = inference.model_from_spec(spec)
+    model = model_from_spec(spec)
     model.load_state_dict(state)
     model.eval()
     return Predictor(model=model, preprocessors=preprocessors, spec=spec)
 
 
 class ClinfusePyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc wrapper of a clinfuse model; needs no constructor arguments.
+    """MLflow pyfunc wrapper of a clinfuse model.
 
     ``predict`` takes a DataFrame with one row per patient (see docs/tracking.md) and returns what
     ``predict_frame`` returns: one row per patient with ``prob``, ``prob_<class>`` or ``risk`` columns.
+
+    Args:
+        model_from_spec: builds the untrained network from the spec.
+        predict_frame: ``(model, states, frame) -> DataFrame``.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        model_from_spec: Callable[[dict[str, Any]], torch.nn.Module],
+        predict_frame: Callable[[torch.nn.Module, dict[str, Any], pd.DataFrame], pd.DataFrame],
+    ) -> None:
+        self._model_from_spec, self._predict_frame = model_from_spec, predict_frame
         self._predictor: Predictor | None = None
 
     def load_context(self, context: Any) -> None:
         """Load weights, preprocessors and spec from the model's artifacts."""
-        self._predictor = build_predictor(context.artifacts)
+        self._predictor = build_predictor(context.artifacts, self._model_from_spec)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         """Predict for every row of ``model_input``."""
         if self._predictor is None:
             self.load_context(context)
-        inference = importlib.import_module(_INFERENCE_MODULE)
-        return inference.predict_frame(self._predictor.model, self._predictor.preprocessors, model_input)
+        assert self._predictor is not None
+        return self._predict_frame(self._predictor.model, self._predictor.preprocessors, model_input)
 
 
 def default_requirements() -> list[str]:

@@ -1,6 +1,9 @@
-"""CPU runtime settings that training depends on for speed: denormal flushing and glibc's freed-memory policy.
+"""Process-wide runtime switches training depends on: denormal flushing, glibc's freed-memory policy, and
+deterministic kernels.
 
-Both are process-wide switches rather than per-model settings, which is why they live apart from the loop.
+They are process-wide, so they are the caller's: :func:`training_process` sets them around a run (the pipeline's
+entry point uses it) and restores them afterwards; the training functions themselves never flip them, so a
+notebook that calls them gets an unchanged process.
 Measured on the 3D throughput benchmark (`make bench`, resnet10 gated fusion, 2 CPU cores):
 
 - Training drives some activations and optimiser states into denormal floats, which CPUs compute up to ~100x
@@ -16,6 +19,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -25,6 +30,21 @@ _M_MMAP_THRESHOLD = -3
 # Some glibc versions refuse mmap thresholds above 32 MiB (HEAP_MAX_SIZE / 2); fall back to that there.
 _MMAP_THRESHOLDS = (1 << 30, 32 << 20)
 _TRIM_THRESHOLD = (1 << 31) - 1
+# glibc's documented defaults, restored afterwards (mallopt has no getter, so the previous values are unknowable).
+_GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+
+
+def _mallopt() -> object | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return mallopt
 
 
 def keep_freed_memory() -> bool:
@@ -33,22 +53,47 @@ def keep_freed_memory() -> bool:
     Returns whether the setting took effect: ``False`` off Linux/glibc (other allocators have their own policies,
     and nothing changes there).
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     mmap_set = any(mallopt(_M_MMAP_THRESHOLD, threshold) == 1 for threshold in _MMAP_THRESHOLDS)
     trim_set = mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
     return mmap_set and trim_set
 
 
-def tune_cpu_for_training(keep_memory: bool = True) -> None:
-    """Flush denormal floats to zero and, when ``keep_memory``, keep freed memory in the heap (see module doc)."""
+def release_freed_memory() -> None:
+    """Back to glibc's default policy of returning large freed blocks to the kernel."""
+    mallopt = _mallopt()
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)  # type: ignore[operator]
+        mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)  # type: ignore[operator]
+
+
+@contextmanager
+def training_process(device: torch.device, keep_memory: bool = True) -> Iterator[None]:
+    """Set the process-wide switches a run wants, and restore them when it ends (even on error).
+
+    CPU runs use deterministic kernels and repeat exactly; on CUDA, speed wins (cuDNN autotuning). Denormals
+    are flushed to zero and, when ``keep_memory``, freed memory stays in the heap (see the module doc).
+
+    Args:
+        device: the run's device.
+        keep_memory: the config's ``training.keep_freed_memory``.
+    """
+    on_cuda = device.type == "cuda"
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(not on_cuda, warn_only=True)
+    torch.backends.cudnn.benchmark = on_cuda
+    # torch has no getter for denormal flushing; it is off in a fresh process, which is what is restored.
     torch.set_flush_denormal(True)
-    if keep_memory:
-        keep_freed_memory()
+    kept = keep_memory and keep_freed_memory()
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        torch.set_flush_denormal(False)
+        if kept:
+            release_freed_memory()

@@ -1,8 +1,8 @@
-"""Per-fold tensors: fold-fitted tabular preprocessing, cached image volumes, and batches for the model.
+"""Per-fold model inputs: each modality's kind prepares its data once per run and fits its preprocessing per fold.
 
-Images need no fitted preprocessing (each volume is normalised on its own), so they are loaded and resized once
-per run and cached (in memory or on disk through MONAI's datasets); tables are preprocessed per fold with
-pipelines fitted on that fold's training patients only.
+Kinds decide what is run-level (e.g. images loaded, normalised and cached once) and what is fitted on a fold's
+training patients only (table scaling, signal normalisation). This module loops over the modalities and asks
+their kinds; it never looks at what kind a modality is.
 """
 
 from __future__ import annotations
@@ -13,149 +13,103 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, Dataset, PersistentDataset
-from monai.transforms import Compose, RandAffine, RandFlip
+from pydantic import ValidationError
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from clinfuse.cohort import Cohort, ModalityData, image_transforms
-from clinfuse.cohort.preprocess import feature_groups, feature_names, fit_preprocessor, load_gene_groups
+from clinfuse.cohort import Cohort
 from clinfuse.config import ExperimentConfig
-from clinfuse.fusion import ModalitySpec
+from clinfuse.encoders import EncoderSpec
+from clinfuse.errors import ConfigError
+from clinfuse.kinds import Fitted, KindSettings, RunCache
 
 
-def image_size_for(config_size: list[int], spatial_dims: int) -> list[int]:
-    """The config's ``image_size`` shaped for ``spatial_dims`` (one value is repeated; extra values dropped)."""
-    if len(config_size) == 1:
-        return config_size * spatial_dims
-    if len(config_size) < spatial_dims:
-        return (config_size + [config_size[-1]] * spatial_dims)[:spatial_dims]
-    return list(config_size[:spatial_dims])
+def kind_settings(config: ExperimentConfig, cohort: Cohort, modality: str) -> KindSettings:
+    """The ``inputs.<modality>`` settings of the config, validated by the modality's kind.
 
-
-class ImageStore:
-    """The resized, normalised volumes of one image modality, loaded once per run.
-
-    Args:
-        modality: the cohort's image modality.
-        size: spatial size every volume is resized to.
-        cache: ``memory`` (CacheDataset), ``disk`` (PersistentDataset under ``cache_dir``) or ``none``.
-        cache_dir: folder for the disk cache.
-        num_workers: workers used to fill the memory cache.
+    Raises:
+        ConfigError: an unknown or invalid key, one line each.
     """
+    kind = cohort.modalities[modality].kind
+    try:
+        return kind.settings_model.model_validate(config.inputs.get(modality, {}))
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(["inputs", modality, *(str(p) for p in error["loc"])])
+            reason = "unknown key for this kind" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"config key '{key}': {reason} (modality {modality!r} is a {kind.name} modality)")
+        raise ConfigError.from_list(problems) from None
 
-    def __init__(
-        self,
-        modality: ModalityData,
-        size: list[int],
-        cache: str = "memory",
-        cache_dir: Path | None = None,
-        num_workers: int = 0,
-    ) -> None:
-        self.size = list(size)
-        self.spatial_dims = int(modality.spatial_dims or len(size))
-        self._positions = {i: k for k, i in enumerate(np.flatnonzero(modality.present))}
-        items = [{"image": str(modality.paths[i])} for i in self._positions]
-        transform = image_transforms(self.spatial_dims, self.size, augment=False)
-        if cache == "memory":
-            self._data: Any = CacheDataset(
-                items, transform, cache_rate=1.0, num_workers=num_workers or None, progress=False
-            )
-        elif cache == "disk":
-            if cache_dir is None:
-                raise ValueError("cache='disk' needs a cache_dir")
-            self._data = PersistentDataset(items, transform, cache_dir=cache_dir)
-        else:
-            self._data = Dataset(items, transform)
 
-    def get(self, patient: int) -> torch.Tensor:
-        """Volume ``(1, *size)`` of one patient (cohort index); zeros when the modality is absent."""
-        position = self._positions.get(patient)
-        if position is None:
-            return torch.zeros((1, *self.size), dtype=torch.float32)
-        image = self._data[position]["image"]
-        return torch.as_tensor(np.asarray(image), dtype=torch.float32).reshape(1, *self.size)
+def check_inputs(config: ExperimentConfig, cohort: Cohort) -> None:
+    """Validate every ``inputs.<modality>`` block before a run is tracked."""
+    unknown = [m for m in config.inputs if m not in cohort.modalities]
+    if unknown:
+        raise ConfigError.from_list(
+            f"config key 'inputs.{m}': the cohort has no modality {m!r} (it has {', '.join(cohort.modalities)})"
+            for m in unknown
+        )
+    problems = []
+    for modality in cohort.modalities:
+        try:
+            kind_settings(config, cohort, modality)
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError.from_list(problems)
+
+
+def input_notes(cohort: Cohort, prepared: dict[str, Any]) -> list[str]:
+    """What each modality's kind says about its run-level choices (resampling, windows, padding...)."""
+    return [
+        note
+        for name, value in prepared.items()
+        for note in cohort.modalities[name].kind.notes(cohort.modalities[name], value)
+    ]
+
+
+def prepare_inputs(cohort: Cohort, modalities: list[str], config: ExperimentConfig, cache_dir: Path) -> dict[str, Any]:
+    """Each modality's run-level preparation (e.g. the image cache), done once and shared by every fold."""
+    prepared = {}
+    for name in modalities:
+        data = cohort.modalities[name]
+        cache = RunCache(
+            cache_dir / name, config.training.cache, config.training.num_workers, list(config.training.image_size)
+        )
+        prepared[name] = data.kind.prepare(data, kind_settings(config, cohort, name), cache)
+    return prepared
 
 
 @dataclass
-class FoldTables:
-    """Fold-fitted preprocessing of the tabular modalities and the resulting feature matrices.
+class FoldInputs:
+    """The fold-fitted preprocessing of each modality (``fitted[m].item(i)`` is patient ``i``'s input)."""
 
-    ``features[m]`` is ``(n_patients, n_features)`` float32 for every cohort patient (rows of absent patients are
-    zeros and never reach an encoder).
-    """
-
-    preprocessors: dict[str, Any] = field(default_factory=dict)
-    features: dict[str, np.ndarray] = field(default_factory=dict)
-    names: dict[str, list[str]] = field(default_factory=dict)
-    groups: dict[str, list[str]] = field(default_factory=dict)
+    fitted: dict[str, Fitted] = field(default_factory=dict)
 
 
-def fit_fold_tables(
-    cohort: Cohort, modalities: list[str], config: ExperimentConfig, train_idx: np.ndarray
-) -> FoldTables:
-    """Fit each tabular/genomic modality's preprocessing on ``train_idx`` and transform every patient."""
-    tables = FoldTables()
+def fit_fold_inputs(
+    cohort: Cohort, modalities: list[str], config: ExperimentConfig, train_idx: np.ndarray, prepared: dict[str, Any]
+) -> FoldInputs:
+    """Fit each modality's preprocessing on the fold's training patients ``train_idx`` only."""
+    inputs = FoldInputs()
     for name in modalities:
-        modality = cohort.modalities[name]
-        if modality.type == "image":
-            continue
-        preprocessor = fit_preprocessor(modality, config.encoder_for(name), train_idx)
-        present_rows = np.flatnonzero(modality.present)
-        transformed = np.asarray(preprocessor.transform(modality.frame.iloc[present_rows]), dtype=np.float32)
-        matrix = np.zeros((len(cohort.patient_ids), transformed.shape[1]), dtype=np.float32)
-        matrix[present_rows] = transformed
-        tables.preprocessors[name] = preprocessor
-        tables.features[name] = matrix
-        tables.groups[name] = feature_groups(preprocessor, modality)
-        tables.names[name] = feature_names(preprocessor, modality)
-    return tables
+        data = cohort.modalities[name]
+        settings = kind_settings(config, cohort, name)
+        inputs.fitted[name] = data.kind.fit(
+            data, prepared.get(name), train_idx, config.encoder_for(name), settings, cohort.root
+        )
+    return inputs
 
 
-def modality_specs(
-    cohort: Cohort, modalities: list[str], config: ExperimentConfig, tables: FoldTables
-) -> dict[str, ModalitySpec]:
-    """The model's per-modality specs (input sizes come from the fold's fitted preprocessing)."""
-    specs: dict[str, ModalitySpec] = {}
-    for name in modalities:
-        modality = cohort.modalities[name]
-        encoder = config.encoder_for(name)
-        if modality.type == "image":
-            dims = int(modality.spatial_dims)
-            specs[name] = ModalitySpec(
-                type="image",
-                encoder=encoder,
-                spatial_dims=dims,
-                in_channels=1,
-                image_size=image_size_for(config.training.image_size, dims),
-            )
-        else:
-            mask = None
-            if encoder.gene_groups is not None:
-                groups = encoder.gene_groups
-                path = groups if groups.is_absolute() else cohort.root / groups
-                mask = load_gene_groups(path, tables.names[name])
-            specs[name] = ModalitySpec(
-                type=modality.type,
-                encoder=encoder,
-                in_features=tables.features[name].shape[1],
-                gene_mask=mask,
-            )
-    return specs
-
-
-def _augmentation(spatial_dims: int) -> Compose:
-    return Compose(
-        [
-            RandFlip(prob=0.5, spatial_axis=0),
-            RandAffine(
-                prob=0.3,
-                rotate_range=[0.15] * (1 if spatial_dims == 2 else 3),
-                scale_range=[0.1] * spatial_dims,
-                padding_mode="zeros",
-            ),
-        ]
-    )
+def encoder_specs(
+    cohort: Cohort, modalities: list[str], config: ExperimentConfig, inputs: FoldInputs
+) -> dict[str, EncoderSpec]:
+    """Each modality's encoder as its kind chooses it for this fold's fitted inputs, in model order."""
+    return {
+        name: cohort.modalities[name].kind.encoder(name, config.encoder_for(name), inputs.fitted[name])
+        for name in modalities
+    }
 
 
 class PatientDataset(TorchDataset):
@@ -165,10 +119,10 @@ class PatientDataset(TorchDataset):
         indices: cohort indices of the patients in this split.
         cohort: the cohort (labels, presence).
         modalities: the modalities the model uses, in model order.
-        tables: the fold's tabular features.
-        images: image stores by modality.
-        augment: apply random flips/affine to images (training only).
-        seed: seeds the augmentation so runs repeat exactly.
+        inputs: the fold's fitted inputs.
+        train: a training split: kinds may draw random training items (random crops of signals...).
+        augment: the config's ``training.augment`` (image augmentation), used only when ``train``.
+        seed: seeds those random draws so runs repeat exactly.
     """
 
     def __init__(
@@ -176,20 +130,21 @@ class PatientDataset(TorchDataset):
         indices: np.ndarray,
         cohort: Cohort,
         modalities: list[str],
-        tables: FoldTables,
-        images: dict[str, ImageStore],
+        inputs: FoldInputs,
+        train: bool = False,
         augment: bool = False,
         seed: int = 0,
     ) -> None:
         self.indices = np.asarray(indices)
         self.cohort = cohort
         self.modalities = modalities
-        self.tables = tables
-        self.images = images
+        self.inputs = inputs
         self.presence = np.stack([cohort.modalities[m].present for m in modalities], axis=1)
-        self._augment = {m: _augmentation(s.spatial_dims) for m, s in images.items()} if augment else {}
-        for k, transform in enumerate(self._augment.values()):
-            transform.set_random_state(seed=seed + k)
+        self._random = {}
+        for k, m in enumerate(modalities):
+            random_item = inputs.fitted[m].augmenter(seed + k, augment) if train else None
+            if random_item is not None:
+                self._random[m] = random_item
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -197,14 +152,11 @@ class PatientDataset(TorchDataset):
     def __getitem__(self, position: int) -> dict[str, Any]:
         i = int(self.indices[position])
         item: dict[str, Any] = {"index": i, "present": torch.as_tensor(self.presence[i])}
-        for m in self.modalities:
-            if m in self.images:
-                image = self.images[m].get(i)
-                if m in self._augment and self.presence[i, self.modalities.index(m)]:
-                    image = torch.as_tensor(np.asarray(self._augment[m](image)), dtype=torch.float32)
-                item[m] = image
+        for column, m in enumerate(self.modalities):
+            if m in self._random and self.presence[i, column]:
+                item[m] = self._random[m](i)
             else:
-                item[m] = torch.from_numpy(self.tables.features[m][i])
+                item[m] = self.inputs.fitted[m].item(i)
         item["y"] = torch.as_tensor(int(self.cohort.y[i]))
         if self.cohort.time is not None:
             item["time"] = torch.as_tensor(float(self.cohort.time[i]), dtype=torch.float32)
@@ -231,17 +183,3 @@ def make_loader(
         pin_memory=pin,
         persistent_workers=num_workers > 0,
     )
-
-
-def load_image_stores(
-    cohort: Cohort, modalities: list[str], config: ExperimentConfig, cache_dir: Path
-) -> dict[str, ImageStore]:
-    """Load (and cache) every image modality the run uses, once."""
-    stores = {}
-    for name in modalities:
-        modality = cohort.modalities[name]
-        if modality.type != "image":
-            continue
-        size = image_size_for(config.training.image_size, int(modality.spatial_dims))
-        stores[name] = ImageStore(modality, size, config.training.cache, cache_dir / name, config.training.num_workers)
-    return stores

@@ -1,17 +1,19 @@
 """A trained model (its fold ensemble) rebuilt from a JSON spec, and predictions from raw patient rows.
 
-``clinfuse.tracking`` stores the spec, the ensemble's weights and the per-fold preprocessors as the MLflow
-model's artifacts and calls :func:`model_from_spec` and :func:`predict_frame` when the model is loaded. The
-prediction is the mean fold logit, exactly as the run computed its test predictions.
+The logged MLflow model stores the spec, the ensemble's weights and each fold's fitted preprocessing state;
+:func:`model_from_spec` and :func:`predict_frame` turn them back into predictions. Each modality's kind reads
+its columns of the input frame and applies the same fitted preprocessing as training did
+(``Fitted.transform``), so there is one reader of the spec and one preprocessing path. The prediction is the
+mean fold logit, exactly as the run computed its test predictions.
 
-Input frame (one row per patient) of :func:`predict_frame`:
-- tabular/genomic modality ``m``: one column ``m.<column>`` per raw feature column of its table;
-- image modality ``m``: one column ``m.path`` with the image's absolute path.
-A modality is absent for a row when all its columns are empty (NaN/None/"").
+Input frame (one row per patient): the columns each kind names (``ModalityKind.frame_columns``):
+tabular/genomic ``<modality>.<column>`` per raw feature column; image ``<modality>.path``; signal
+``<modality>.path`` and ``<modality>.sampling_rate``. A modality is absent for a row when its columns are empty.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -19,11 +21,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from clinfuse.cohort import Cohort, image_transforms
-from clinfuse.config import ExperimentConfig, FusionConfig, validate_config
-from clinfuse.errors import RunError
-from clinfuse.fusion import ModalitySpec, MultimodalModel, build_model
-from clinfuse.training.data import image_size_for, modality_specs
+from clinfuse.cohort import Cohort
+from clinfuse.config import ExperimentConfig, FusionConfig
+from clinfuse.encoders import EncoderSpec
+from clinfuse.fusion import MultimodalModel, build_model
+from clinfuse.kinds import get_kind
+from clinfuse.training.data import encoder_specs, kind_settings
 from clinfuse.training.loop import scores_from_logits
 from clinfuse.training.run import TrainedModel, n_outputs_for
 
@@ -33,7 +36,7 @@ class FoldEnsemble(nn.Module):
 
     Args:
         models: one :class:`MultimodalModel` per fold.
-        spec: the :func:`model_spec` description (modalities, raw columns, task, classes).
+        spec: the :func:`model_spec` description (modalities, their kinds and raw inputs, task, classes).
     """
 
     def __init__(self, models: list[MultimodalModel], spec: dict[str, Any]) -> None:
@@ -44,151 +47,98 @@ class FoldEnsemble(nn.Module):
 
 def model_spec(trained: TrainedModel, cohort: Cohort, config: ExperimentConfig) -> dict[str, Any]:
     """The JSON description :func:`model_from_spec` rebuilds the ensemble from (no patient data inside)."""
-    modalities = []
-    for name in trained.plan.modalities:
-        data = cohort.modalities[name]
-        entry: dict[str, Any] = {"name": name, "type": data.type}
-        if data.type == "image":
-            dims = int(data.spatial_dims)
-            entry.update(spatial_dims=dims, size=image_size_for(config.training.image_size, dims))
-        else:
-            entry.update(
-                numeric=list(data.numeric),
-                categorical=list(data.categorical),
-                columns=list(data.frame.columns),
-            )
-        modalities.append(entry)
+    modalities = [
+        {
+            "name": name,
+            "kind": cohort.modalities[name].type,
+            "description": cohort.modalities[name].kind.describe(
+                cohort.modalities[name], kind_settings(config, cohort, name)
+            ),
+        }
+        for name in trained.plan.modalities
+    ]
+    folds = [
+        {
+            m: spec.to_json()
+            for m, spec in encoder_specs(cohort, list(trained.plan.modalities), config, f.inputs).items()
+        }
+        for f in trained.folds
+    ]
     return {
         "task": cohort.task,
         "classes": cohort.classes,
         "model_name": trained.plan.name,
         "modalities": modalities,
         "fusion": trained.plan.fusion.model_dump(mode="json"),
-        "config": config.model_dump(mode="json"),
         "n_outputs": n_outputs_for(cohort),
         "threshold": trained.threshold,
-        "fold_inputs": [_fold_inputs(trained, cohort, config, f.tables) for f in trained.folds],
-    }
-
-
-def _fold_inputs(trained: TrainedModel, cohort: Cohort, config: ExperimentConfig, tables: Any) -> dict:
-    """Per tabular modality of one fold: its input width and gene-group mask (both depend on the fold's fit)."""
-    specs = modality_specs(cohort, list(trained.plan.modalities), config, tables)
-    return {
-        m: {
-            "in_features": int(spec.in_features),
-            "gene_mask": None if spec.gene_mask is None else np.asarray(spec.gene_mask, dtype=int).tolist(),
-        }
-        for m, spec in specs.items()
-        if spec.type != "image"
+        "encoders": folds,
     }
 
 
 def ensemble_of(
     trained: TrainedModel, cohort: Cohort, config: ExperimentConfig
 ) -> tuple[FoldEnsemble, dict[str, dict[str, Any]]]:
-    """The fold models as one module and their fitted preprocessors keyed ``fold<k>``."""
+    """The fold models as one module and each fold's fitted preprocessing state, keyed ``fold<k>``."""
     models = [f.model.cpu().eval() for f in trained.folds]
     ensemble = FoldEnsemble(models, model_spec(trained, cohort, config))
-    return ensemble, {f"fold{f.fold}": f.tables.preprocessors for f in trained.folds}
+    states = {f"fold{f.fold}": {m: fitted.state() for m, fitted in f.inputs.fitted.items()} for f in trained.folds}
+    return ensemble, states
 
 
 def model_from_spec(spec: dict[str, Any]) -> FoldEnsemble:
     """Rebuild the (untrained) fold ensemble described by :func:`model_spec`."""
-    config = validate_config(spec["config"], source="model spec")
     fusion = FusionConfig.model_validate(spec["fusion"])
+    order = [entry["name"] for entry in spec["modalities"]]
     models = [
-        build_model(_specs_from_meta(spec, config, inputs), fusion, spec["n_outputs"]) for inputs in spec["fold_inputs"]
+        build_model({m: EncoderSpec.from_json(fold[m]) for m in order}, fusion, spec["n_outputs"])
+        for fold in spec["encoders"]
     ]
     return FoldEnsemble(models, spec).eval()
 
 
-def _specs_from_meta(meta: dict[str, Any], config: ExperimentConfig, inputs: dict[str, dict]) -> dict:
-    specs = {}
-    for entry in meta["modalities"]:
-        encoder = config.encoder_for(entry["name"])
-        if entry["type"] == "image":
-            specs[entry["name"]] = ModalitySpec(
-                type="image", encoder=encoder, spatial_dims=entry["spatial_dims"], image_size=entry["size"]
-            )
-        else:
-            mask = inputs[entry["name"]]["gene_mask"]
-            specs[entry["name"]] = ModalitySpec(
-                type=entry["type"],
-                encoder=encoder,
-                in_features=inputs[entry["name"]]["in_features"],
-                gene_mask=None if mask is None else np.asarray(mask, dtype=bool),
-            )
-    return specs
+def _memo_key(name: str, state: Any) -> str | None:
+    """A key for states that are plain data (identical across folds, e.g. an image size); None otherwise."""
+    try:
+        return name + json.dumps(state, sort_keys=True)
+    except TypeError:
+        return None
 
 
-def _empty(values: pd.Series) -> pd.Series:
-    return values.isna() | values.astype(str).str.strip().isin(["", "nan", "None"])
-
-
-def _modality_inputs(spec: dict[str, Any], frame: pd.DataFrame) -> tuple[dict[str, Any], np.ndarray]:
-    """Raw per-modality inputs and the presence matrix ``(n, M)`` of an input frame."""
-    raw: dict[str, Any] = {}
-    presence = []
-    for entry in spec["modalities"]:
-        name = entry["name"]
-        if entry["type"] == "image":
-            column = f"{name}.path"
-            if column not in frame.columns:
-                raise RunError(f"input frame: missing column '{column}' (image path of modality '{name}')")
-            present = ~_empty(frame[column]).to_numpy()
-            raw[name] = frame[column].tolist()
-        else:
-            columns = [f"{name}.{c}" for c in entry["columns"]]
-            missing = [c for c in columns if c not in frame.columns]
-            if missing:
-                raise RunError(f"input frame: missing columns {missing[:3]} of modality '{name}'; see docs/tracking.md")
-            table = frame[columns].copy()
-            table.columns = entry["columns"]
-            for column in entry["numeric"]:
-                table[column] = pd.to_numeric(table[column], errors="coerce").astype(np.float64)
-            for column in entry["categorical"]:
-                table[column] = pd.Series(table[column].to_numpy(dtype=object), index=table.index, dtype=object)
-            present = table.notna().any(axis=1).to_numpy()
-            raw[name] = table
-        presence.append(present)
-    return raw, np.stack(presence, axis=1)
-
-
-def predict_frame(model: FoldEnsemble, preprocessors: dict[str, dict[str, Any]], frame: pd.DataFrame) -> pd.DataFrame:
+def predict_frame(model: FoldEnsemble, states: dict[str, dict[str, Any]], frame: pd.DataFrame) -> pd.DataFrame:
     """Predict from raw rows (format in the module docstring): ``prob`` / ``prob_<class>`` / ``risk``."""
     spec = model.spec
-    raw, presence = _modality_inputs(spec, frame)
     n = len(frame)
     entries = spec["modalities"]
-    images = {}
-    for column, entry in enumerate(entries):
-        if entry["type"] == "image":
-            transform = image_transforms(entry["spatial_dims"], entry["size"], augment=False)
-            volumes = torch.zeros((n, 1, *entry["size"]), dtype=torch.float32)
-            for i in np.flatnonzero(presence[:, column]):
-                volumes[i] = torch.as_tensor(np.asarray(transform({"image": str(raw[entry["name"]][i])})["image"]))
-            images[entry["name"]] = volumes
-    present = torch.as_tensor(presence)
+    raw, presence = {}, []
+    for entry in entries:
+        values, present = get_kind(entry["kind"]).from_frame(entry["name"], entry["description"], frame)
+        raw[entry["name"]] = values
+        presence.append(present)
+    present_all = np.stack(presence, axis=1) if presence else np.zeros((n, 0), dtype=bool)
+    memo: dict[str, torch.Tensor] = {}
     logits = []
     for k, fold_model in enumerate(model.folds):
-        inputs = dict(images)
+        inputs = {}
         for column, entry in enumerate(entries):
-            if entry["type"] == "image":
-                continue
-            rows = np.flatnonzero(presence[:, column])
-            # No present row: the encoder is never run, so a placeholder column is enough.
-            matrix = np.zeros((n, 1), dtype=np.float32)
-            if len(rows):
-                transformed = np.asarray(
-                    preprocessors[f"fold{k}"][entry["name"]].transform(raw[entry["name"]].iloc[rows]),
-                    dtype=np.float32,
-                )
-                matrix = np.zeros((n, transformed.shape[1]), dtype=np.float32)
-                matrix[rows] = transformed
-            inputs[entry["name"]] = torch.from_numpy(matrix)
+            name = entry["name"]
+            rows = np.flatnonzero(present_all[:, column])
+            if not len(rows):
+                continue  # the encoder never runs for a modality absent from every row
+            state = states[f"fold{k}"][name]
+            key = _memo_key(name, state)
+            if key is None or key not in memo:
+                fitted = get_kind(entry["kind"]).restore(entry["description"], state)
+                values = fitted.transform(raw[name])
+                full = torch.zeros((n, *values.shape[1:]), dtype=values.dtype)
+                full[torch.as_tensor(rows)] = values
+                if key is None:
+                    inputs[name] = full
+                    continue
+                memo[key] = full
+            inputs[name] = memo[key]
         with torch.no_grad():
-            logits.append(fold_model.eval()(inputs, present).logits.double().numpy())
+            logits.append(fold_model.eval()(inputs, torch.as_tensor(present_all)).logits.double().numpy())
     scores = scores_from_logits(np.mean(logits, axis=0), spec["task"])
     if spec["task"] == "binary":
         return pd.DataFrame({"prob": scores}, index=frame.index)
@@ -202,10 +152,5 @@ def cohort_input_frame(cohort: Cohort, modalities: list[str], indices: np.ndarra
     columns: dict[str, Any] = {}
     for name in modalities:
         data = cohort.modalities[name]
-        if data.type == "image":
-            columns[f"{name}.path"] = [str(data.paths[i]) if data.present[i] else None for i in indices]
-        else:
-            part = data.frame.iloc[indices]
-            for column in part.columns:
-                columns[f"{name}.{column}"] = part[column].to_numpy()
+        columns.update(data.kind.to_frame(name, data, np.asarray(indices)))
     return pd.DataFrame(columns)

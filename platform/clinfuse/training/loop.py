@@ -15,7 +15,6 @@ from torch.utils.data import DataLoader
 
 from clinfuse.config import TrainingConfig
 from clinfuse.fusion import MultimodalModel, modality_dropout
-from clinfuse.training.cpu import tune_cpu_for_training
 from clinfuse.training.distributed import (
     current_context,
     rank_seed,
@@ -202,7 +201,6 @@ def train_fold(
     else:
         scheduler = None
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
-    tune_cpu_for_training(keep_memory=cfg.keep_freed_memory)
     ctx = current_context()
     # Under torchrun the training step runs through DDP; evaluation uses the plain model on the full set.
     net = wrap_model(model, ctx)

@@ -9,7 +9,8 @@ mean of the fold models' values, which keeps explanations exact.
 from __future__ import annotations
 
 import random
-from contextlib import nullcontext
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,8 @@ import torch
 from clinfuse.cohort import Cohort, Splits
 from clinfuse.config import ExperimentConfig
 from clinfuse.fusion import MultimodalModel, build_model
-from clinfuse.tracking import log_metrics_step, start_child_run
-from clinfuse.training.data import (
-    FoldTables,
-    ImageStore,
-    PatientDataset,
-    fit_fold_tables,
-    make_loader,
-    modality_specs,
-)
+from clinfuse.training.callbacks import TrainingCallback
+from clinfuse.training.data import FoldInputs, PatientDataset, encoder_specs, fit_fold_inputs, make_loader
 from clinfuse.training.distributed import broadcast_object, current_context, make_train_loader
 from clinfuse.training.loop import (
     FoldResult,
@@ -49,19 +43,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def seed_everything(seed: int, device: torch.device | None = None) -> None:
-    """Seed Python, NumPy and torch.
-
-    CPU runs use deterministic kernels and repeat exactly. On CUDA, speed wins: cuDNN autotuning picks the
-    fastest convolution algorithms, which may differ slightly between runs.
-    """
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (deterministic kernels are the run entry point's switch: see
+    :func:`~clinfuse.training.cpu.training_process`)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    on_cuda = device is not None and device.type == "cuda"
-    torch.use_deterministic_algorithms(not on_cuda, warn_only=True)
-    if torch.backends.cudnn.is_available():
-        torch.backends.cudnn.benchmark = on_cuda
 
 
 def n_outputs_for(cohort: Cohort) -> int:
@@ -75,7 +62,7 @@ class FoldModel:
 
     fold: int
     model: MultimodalModel
-    tables: FoldTables
+    inputs: FoldInputs
     threshold: float | None
     result: FoldResult
     val_metrics: dict[str, float]
@@ -124,9 +111,8 @@ def _load_checkpoint(path: Path) -> tuple[FoldResult, dict[str, float], float | 
     return result, payload["val_metrics"], payload["threshold"]
 
 
-def _build(plan: ModelPlan, cohort: Cohort, config: ExperimentConfig, tables: FoldTables) -> MultimodalModel:
-    specs = modality_specs(cohort, list(plan.modalities), config, tables)
-    return build_model(specs, plan.fusion, n_outputs_for(cohort))
+def _build(plan: ModelPlan, cohort: Cohort, config: ExperimentConfig, inputs: FoldInputs) -> MultimodalModel:
+    return build_model(encoder_specs(cohort, list(plan.modalities), config, inputs), plan.fusion, n_outputs_for(cohort))
 
 
 def train_model(
@@ -135,26 +121,37 @@ def train_model(
     cohort: Cohort,
     config: ExperimentConfig,
     splits: Splits,
-    images: dict[str, ImageStore],
+    prepared: dict[str, Any],
     device: torch.device,
     run_dir: Path,
-    progress: Any = None,
+    callbacks: Sequence[TrainingCallback] = (),
 ) -> TrainedModel:
-    """Train one planned model on every fold (reusing finished folds' checkpoints) and predict the test set."""
+    """Train one planned model on every fold (reusing finished folds' checkpoints) and predict the test set.
+
+    Args:
+        plan: the model.
+        model_index: its position in the run (seeds differ per model).
+        cohort: the cohort.
+        config: the experiment config.
+        splits: the run's splits.
+        prepared: each modality's run-level preparation (:func:`~clinfuse.training.data.prepare_inputs`).
+        device: where to train.
+        run_dir: checkpoints go to ``<run_dir>/checkpoints``.
+        callbacks: reporting hooks (MLflow, progress); none in a plain notebook call.
+    """
     trained = TrainedModel(plan)
     modalities = list(plan.modalities)
-    stores = {m: images[m] for m in modalities if m in images}
     y, time = cohort.y, cohort.time
     cfg = config.training
     pin = device.type == "cuda"
-    # Under torchrun every rank trains; only rank 0 logs to MLflow and writes checkpoints.
+    # Under torchrun every rank trains; only rank 0 writes checkpoints (and the pipeline gives it the callbacks).
     ctx = current_context()
     for fold, (train_idx, val_idx) in enumerate(splits.folds):
         seed = _fold_seed(config.seed, model_index, fold)
-        seed_everything(seed, device)
-        tables = fit_fold_tables(cohort, modalities, config, train_idx)
-        model = _build(plan, cohort, config, tables).to(device)
-        val_ds = PatientDataset(val_idx, cohort, modalities, tables, stores)
+        seed_everything(seed)
+        inputs = fit_fold_inputs(cohort, modalities, config, train_idx, prepared)
+        model = _build(plan, cohort, config, inputs).to(device)
+        val_ds = PatientDataset(val_idx, cohort, modalities, inputs)
         val_loader = make_loader(val_ds, cfg.batch_size, False, seed, cfg.num_workers, pin)
         checkpoint = _checkpoint_path(run_dir, plan, fold)
         # Rank 0 decides (and reads) for all ranks: they must train the same folds, and may not share a disk.
@@ -163,17 +160,15 @@ def train_model(
             # A finished fold (resume, or explaining a past run) is reloaded, never retrained or re-logged.
             result, val_metrics, threshold = saved
         else:
-            scope = {"model": plan.name, "fold": str(fold)}
-            with start_child_run(f"{plan.name}/fold{fold}", scope) if ctx.is_main else nullcontext():
-                train_ds = PatientDataset(train_idx, cohort, modalities, tables, stores, cfg.augment, seed)
+            with ExitStack() as scopes:
+                for callback in callbacks:
+                    scopes.enter_context(callback.fold_scope(plan.name, fold))
+                train_ds = PatientDataset(train_idx, cohort, modalities, inputs, True, cfg.augment, seed)
                 train_loader = make_train_loader(train_ds, cfg.batch_size, seed, ctx, cfg.num_workers, pin)
 
                 def on_epoch(epoch: int, metrics: dict[str, float], fold: int = fold) -> None:
-                    if not ctx.is_main:
-                        return
-                    log_metrics_step(metrics, epoch)
-                    if progress is not None:
-                        progress(plan.name, fold, epoch, metrics)
+                    for callback in callbacks:
+                        callback.on_epoch(plan.name, fold, epoch, metrics)
 
                 result = train_fold(
                     model,
@@ -200,30 +195,26 @@ def train_model(
                     cohort.task, y[val_idx], val_scores, threshold, None if time is None else time[val_idx]
                 )
                 val_metrics["best_epoch"] = float(result.best_epoch)
+                for callback in callbacks:
+                    callback.on_fold_end(plan.name, fold, val_metrics, result.best_epoch)
                 if ctx.is_main:
-                    log_metrics_step({f"fold_{k}": v for k, v in val_metrics.items()}, result.best_epoch)
                     _save_checkpoint(checkpoint, result, val_metrics, threshold)
         model.load_state_dict(result.state_dict)
         model.eval()
-        trained.folds.append(FoldModel(fold, model, tables, threshold, result, val_metrics))
-    trained.test = predict_ensemble(trained, cohort, splits.test, stores, cfg.batch_size, device)
+        trained.folds.append(FoldModel(fold, model, inputs, threshold, result, val_metrics))
+    trained.test = predict_ensemble(trained, cohort, splits.test, cfg.batch_size, device)
     thresholds = [f.threshold for f in trained.folds if f.threshold is not None]
     trained.threshold = float(np.mean(thresholds)) if thresholds else None
     return trained
 
 
 def predict_ensemble(
-    trained: TrainedModel,
-    cohort: Cohort,
-    indices: np.ndarray,
-    images: dict[str, ImageStore],
-    batch_size: int,
-    device: torch.device,
+    trained: TrainedModel, cohort: Cohort, indices: np.ndarray, batch_size: int, device: torch.device
 ) -> Predictions:
     """Mean logits (and gates) of the fold models on ``indices``, each with its own fold preprocessing."""
     outputs = []
     for fold in trained.folds:
-        dataset = PatientDataset(indices, cohort, list(trained.plan.modalities), fold.tables, images)
+        dataset = PatientDataset(indices, cohort, list(trained.plan.modalities), fold.inputs)
         outputs.append(predict(fold.model, make_loader(dataset, batch_size, False, 0), device))
     gates = None
     if all(o.gates is not None for o in outputs):

@@ -1,0 +1,33 @@
+"""The training callbacks the pipeline attaches: MLflow logging (main rank only) and live progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from clinfuse.tracking import log_metrics_step, start_child_run
+from clinfuse.training.callbacks import TrainingCallback
+
+
+class MlflowCallback(TrainingCallback):
+    """Each trained fold gets a child run holding its per-epoch metrics and final validation metrics."""
+
+    def fold_scope(self, model: str, fold: int) -> AbstractContextManager[Any]:
+        return start_child_run(f"{model}/fold{fold}", {"model": model, "fold": str(fold)})
+
+    def on_epoch(self, model: str, fold: int, epoch: int, metrics: dict[str, float]) -> None:
+        log_metrics_step(metrics, epoch)
+
+    def on_fold_end(self, model: str, fold: int, metrics: dict[str, float], best_epoch: int) -> None:
+        log_metrics_step({f"fold_{k}": v for k, v in metrics.items()}, best_epoch)
+
+
+class ProgressCallback(TrainingCallback):
+    """Forwards every epoch to a ``progress(model, fold, epoch, metrics)`` function (the CLI's live display)."""
+
+    def __init__(self, progress: Callable[[str, int, int, dict[str, float]], None]) -> None:
+        self.progress = progress
+
+    def on_epoch(self, model: str, fold: int, epoch: int, metrics: dict[str, float]) -> None:
+        self.progress(model, fold, epoch, metrics)
