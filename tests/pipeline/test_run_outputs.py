@@ -33,7 +33,7 @@ def test_run_folder_holds_every_output(compare_run: CompareRun) -> None:
     ):
         assert (run_dir / name).is_file(), name
     assert sorted(p.name for p in run_dir.glob("features_*.csv")) == ["features_clinical.csv", "features_genomic.csv"]
-    overlays = list((run_dir / "overlays").glob("*.png"))
+    overlays = list((run_dir / "overlays" / "imaging").glob("*.png"))
     assert len(overlays) == 1 and overlays[0].name.startswith("P-")
     assert overlays[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert compare_run.run_id in compare_run.stdout  # the CLI printed the run and its table

@@ -252,12 +252,12 @@ def write_run_folder(
             run_dir / f"features_{modality}.csv", index=False
         )
     if "imaging" in modalities:
-        (run_dir / "overlays").mkdir()
+        (run_dir / "overlays" / "imaging").mkdir(parents=True)
         for patient in frame.loc[frame["present_imaging"], "patient"].head(6):
             yy, xx = np.mgrid[0:64, 0:64]
             heat = np.exp(-((xx - rng.integers(16, 48)) ** 2 + (yy - 32) ** 2) / 120.0)
             rgb = np.stack([160 + 95 * heat, 120 * (1 - heat) + 60, 120 * (1 - heat) + 60], axis=-1)
-            Image.fromarray(rgb.astype(np.uint8)).save(run_dir / "overlays" / f"{patient}.png")
+            Image.fromarray(rgb.astype(np.uint8)).save(run_dir / "overlays" / "imaging" / f"{patient}.png")
 
     config = ExperimentConfig(name="demo-exp", cohort=Path("cohorts/demo"), modalities=modalities, seed=7)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -109,9 +109,9 @@ def test_patient_cards_match_contributions_and_show_overlays(run_folder: Path, p
     for patient, rows in zip(cards, phi_tables, strict=True):
         for modality, _, phi, _ in rows[1:]:
             assert phi == fmt(frame.loc[patient, f"phi_{modality}"])
-    overlays = {p.stem for p in (run_folder / "overlays").glob("*.png")}
+    overlays = {p.stem for p in (run_folder / "overlays" / "imaging").glob("*.png")}
     n_overlay_imgs = sum(
-        "Image saliency overlay" in alt
+        alt.startswith("imaging saliency, patient")
         for alt in re.findall(r'alt="([^"]*)"', (run_folder / "report.html").read_text())
     )
     assert n_overlay_imgs == len(set(cards) & overlays)

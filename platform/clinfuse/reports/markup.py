@@ -108,3 +108,24 @@ def section(section_id: str, title: str, parts: Iterable[str]) -> Raw:
 def details(summary: str, parts: Iterable[str]) -> Raw:
     """A collapsible block (plain HTML, no script needed)."""
     return Raw(f"<details><summary>{esc(summary)}</summary>{''.join(parts)}</details>")
+
+
+def figure_png(png: bytes, alt: str, caption: str) -> Raw:
+    """A PNG file's bytes as a captioned figure (patient-card panels)."""
+    return Raw(f"<figure>{image(png, alt, 'overlay')}<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def top_features_table(modality: str, patient: str, features: Any, top: int = 5) -> Raw:
+    """One patient's ``top`` largest |attribution| rows of a ``features_<modality>.csv`` table ("" if none)."""
+    if not {"patient", "feature", "attribution"} <= set(features.columns):
+        return Raw("")
+    rows = features[features["patient"].astype(str) == patient]
+    if rows.empty:
+        return Raw("")
+    ranked = rows.reindex(rows["attribution"].abs().sort_values(ascending=False).index).head(top)
+    values = ranked["value"] if "value" in ranked.columns else [None] * len(ranked)
+    return table(
+        ["feature", "value", "attribution"],
+        [(str(f), v, a) for f, v, a in zip(ranked["feature"], values, ranked["attribution"], strict=True)],
+        caption=f"Top {modality} variables (|attribution|)",
+    )

@@ -29,7 +29,8 @@ class RunFolder:
         path: the run folder.
         files: parsed files keyed by file name (JSON as dicts, CSV as DataFrames, ``config.yaml`` as text).
         features: ``features_<modality>.csv`` tables keyed by modality.
-        overlays: image overlay PNGs keyed by pseudonymous patient id.
+        overlays: saliency PNGs (``overlays/<modality>/<patient>.png``) keyed by modality, then pseudonymous id;
+            a run from before per-modality folders has them under the modality ``""``.
         missing: expected file names that are absent.
         problems: one line per file that exists but could not be read.
     """
@@ -37,7 +38,7 @@ class RunFolder:
     path: Path
     files: dict[str, Any] = field(default_factory=dict)
     features: dict[str, pd.DataFrame] = field(default_factory=dict)
-    overlays: dict[str, Path] = field(default_factory=dict)
+    overlays: dict[str, dict[str, Path]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -87,6 +88,12 @@ class RunFolder:
             return [c[len("phi_") :] for c in contributions.columns if c.startswith("phi_")]
         summary = self.get("cohort_summary.json") or {}
         return list(summary.get("modality_counts", {}))
+
+    @property
+    def modality_kinds(self) -> dict[str, str]:
+        """Modality -> registered kind, as the run recorded it (empty for runs from before kinds)."""
+        kinds = self.run_info.get("modality_kinds")
+        return {str(m): str(k) for m, k in kinds.items()} if isinstance(kinds, dict) else {}
 
     @property
     def primary_model(self) -> str | None:
@@ -148,7 +155,11 @@ def load_run_folder(run_dir: str | Path) -> RunFolder:
             run.problems.append(f"{file.name}: could not be read; the report leaves it out")
     overlay_dir = path / "overlays"
     if overlay_dir.is_dir():
-        run.overlays = {p.stem: p for p in sorted(overlay_dir.glob("*.png"))}
+        flat = {p.stem: p for p in sorted(overlay_dir.glob("*.png"))}
+        if flat:
+            run.overlays[""] = flat
+        for folder in sorted(p for p in overlay_dir.iterdir() if p.is_dir()):
+            run.overlays[folder.name] = {p.stem: p for p in sorted(folder.glob("*.png"))}
     if not run.files and not run.features and not run.overlays:
         raise RunError(
             f"{path}: none of the run outputs ({', '.join(EXPECTED_FILES)}) are here; "

@@ -120,6 +120,9 @@ def cohort_section(run: RunFolder) -> Raw:
         shapes = summary["image_shapes"]
         rows = shapes.items() if isinstance(shapes, dict) else [("images", shapes)]
         parts += [heading("Image shapes"), table(["image", "shape"], [(k, str(v)) for k, v in rows])]
+    notes = run.run_info.get("input_notes") or []
+    if notes:
+        parts += [heading("Input preparation (chosen by each modality's kind)"), *[para(str(n)) for n in notes]]
     parts.extend(_exclusions(run, summary))
     parts.extend(_splits(run))
     if not summary.get("label_counts"):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from clinfuse.kinds import get_kind, list_kinds
+from clinfuse.kinds.base import default_patient_panel
 from clinfuse.reports import plots
-from clinfuse.reports.markup import Raw, esc, figure, image, missing, note, para, section, table
+from clinfuse.reports.markup import Raw, esc, figure, missing, note, para, section, table
 from clinfuse.reports.run_folder import RunFolder, held_out_predictions, label_indices
 from clinfuse.reports.section_contributions import modality_columns, present_mask
-
-_TOP_FEATURES = 5
 
 
 def _with_predictions(run: RunFolder, frame: pd.DataFrame) -> pd.DataFrame:
@@ -94,27 +94,15 @@ def _class_name(value: object, classes: list[str]) -> str:
     return classes[index] if 0 <= index < len(classes) else str(value)
 
 
-def _top_features(run: RunFolder, patient: str) -> list[str]:
-    parts: list[str] = []
-    for modality, features in run.features.items():
-        if not {"patient", "feature", "attribution"} <= set(features.columns):
-            continue
-        rows = features[features["patient"].astype(str) == patient]
-        if rows.empty:
-            continue
-        top = rows.reindex(rows["attribution"].abs().sort_values(ascending=False).index).head(_TOP_FEATURES)
-        values = top["value"] if "value" in top.columns else pd.Series([None] * len(top), index=top.index)
-        parts.append(
-            table(
-                ["feature", "value", "attribution"],
-                [
-                    (str(f), v if not isinstance(v, str) else v, a)
-                    for f, v, a in zip(top["feature"], values, top["attribution"], strict=True)
-                ],
-                caption=f"Top {modality} variables (|attribution|)",
-            )
-        )
-    return parts
+def _panels(run: RunFolder, modality: str, patient: str) -> list[str]:
+    """A modality's part of a card, drawn by its kind (a plain features table and figure for unknown kinds)."""
+    features = run.features.get(modality)
+    overlay = run.overlays.get(modality, {}).get(patient)
+    png = overlay.read_bytes() if overlay is not None else None
+    kind_name = run.modality_kinds.get(modality)
+    if kind_name in list_kinds():
+        return get_kind(kind_name).patient_panel(modality, patient, features, png)
+    return default_patient_panel(modality, patient, features, png)
 
 
 def _card(run: RunFolder, row: pd.Series, modalities: list[str], reason: str, mask_row: dict[str, bool]) -> Raw:
@@ -148,15 +136,12 @@ def _card(run: RunFolder, row: pd.Series, modalities: list[str], reason: str, ma
         fig = plots.waterfall(float(row["f_empty"]), steps, float(row["f_x"]))
         parts.append(figure(fig, f"Waterfall from f(empty) to f(x) for patient {patient}"))
     parts.append("</div></div>")
-    features = _top_features(run, patient)
-    if features:
-        parts += ['<div class="cols">', *features, "</div>"]
-    if patient in run.overlays:
-        png = run.overlays[patient].read_bytes()
-        parts.append(
-            f"<figure>{image(png, f'Image saliency overlay, patient {patient}', 'overlay')}"
-            "<figcaption>Image saliency overlay</figcaption></figure>"
-        )
+    panels = [p for m in [*modalities, ""] for p in _panels(run, m, patient)]
+    tables = [p for p in panels if p.startswith("<table")]
+    figures = [p for p in panels if not p.startswith("<table")]
+    if tables:
+        parts += ['<div class="cols">', *tables, "</div>"]
+    parts += figures
     parts.append("</article>")
     return Raw("\n".join(parts))
 
@@ -182,7 +167,7 @@ def patients_section(run: RunFolder, n_patients: int = 6) -> Raw:
     if not run.features:
         parts.append(note("No features_<modality>.csv file was found, so cards show no top variables or genes."))
     if not run.overlays:
-        parts.append(note("No overlays/ folder was found (no image modality or no saliency maps)."))
+        parts.append(note("No overlays/ folder was found (no image or signal modality, or no saliency maps)."))
     for position, reason in chosen:
         row = frame.iloc[position]
         parts.append(_card(run, row, modalities, reason, {m: bool(masks[m][position]) for m in modalities}))
