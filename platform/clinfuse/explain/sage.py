@@ -148,8 +148,8 @@ def _check_targets(
     if time is None:
         raise ValueError("survival importance needs the follow-up times (time=...)")
     time = np.asarray(time, dtype=float).reshape(-1)
-    if len(time) != n:
-        raise ValueError(f"time has {len(time)} entries for {n} patients")
+    if len(time) != n or not np.isfinite(time).all():
+        raise ValueError(f"time must hold {n} finite follow-up times, got {len(time)} entries")
     return y, time
 
 
@@ -201,7 +201,7 @@ def modality_importance(
         raise ValueError(f"n_boot must be >= 0 and level in (0, 1), got {n_boot} and {level}")
     n, n_coalitions, _ = outputs.logits.shape
     n_modalities = len(outputs.modalities)
-    # Every player is in the full coalition; a modality no patient has is a dummy and gets exactly 0.
+    # Every player is in the full coalition; a modality no patient has is a dummy and gets 0 (to float rounding).
     operator = shapley_operator(n_coalitions - 1, n_modalities)
     sign = 1.0 if game == "loss" else -1.0
 
@@ -254,7 +254,20 @@ def model_modality_importance(
     """SAGE values of one model: :func:`model_coalition_outputs`, then :func:`modality_importance`.
 
     For a fold ensemble call :func:`model_coalition_outputs` per fold, :func:`average_coalition_outputs`, then
-    :func:`modality_importance`. ``y`` and ``time`` follow the order of the patients in ``data``.
+    :func:`modality_importance`.
+
+    Args:
+        model: a ``MultimodalModel`` (``modalities``, ``encode``, ``fuse`` returning ``FusionOutput``).
+        data: a batch dict, an ``(inputs, present)`` pair, or an iterable of batch dicts (a DataLoader).
+        y: ``(n,)`` labels or event indicators, in the order of the patients in ``data``.
+        task: ``binary``, ``multiclass`` or ``survival``.
+        time: ``(n,)`` follow-up times (survival), in the same order.
+        game: ``loss`` or ``metric`` (see :func:`modality_importance`).
+        n_boot: bootstrap resamples; 0 for point estimates only.
+        level: CI coverage in (0, 1).
+        seed: seed of the resampling.
+        batch_size: (patient, coalition) rows per ``fuse`` call.
+        float64: fuse on a float64 copy of the model.
     """
     outputs = model_coalition_outputs(model, data, batch_size=batch_size, float64=float64)
     return modality_importance(outputs, y, task=task, time=time, game=game, n_boot=n_boot, level=level, seed=seed)
