@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from clinfuse.config import LOWER_IS_BETTER
 from clinfuse.training import metrics as metrics_module
+from clinfuse.training import models
 from clinfuse.training.metrics import (
     bootstrap_all,
     bootstrap_ci,
@@ -186,3 +188,14 @@ def test_summarise_folds_ignores_nan():
     mean, sd = summarise_folds([{"auroc": 0.6, "f1": 0.5}, {"auroc": 0.8, "f1": np.nan}, {"auroc": 0.7}])
     assert mean["auroc"] == pytest.approx(0.7) and sd["auroc"] == pytest.approx(0.1)
     assert mean["f1"] == pytest.approx(0.5) and np.isnan(sd["f1"])
+
+
+def test_metric_name_lists_match_the_computed_metrics(binary_data):
+    """Config checks and early-stopping direction name metrics by string; each must be one that is computed."""
+    classification = set(classification_metrics(*binary_data))
+    time, event, risk = _survival_data(8)
+    survival = set(survival_metrics(time, event, risk)) - {"horizon"}
+    assert set(models._CLASSIFICATION_METRICS) == classification
+    # auroc/auprc stand for the C-index of a survival model (training.loop).
+    assert set(models._SURVIVAL_METRICS) - {"auroc", "auprc"} == survival
+    assert set(LOWER_IS_BETTER) <= classification | survival
