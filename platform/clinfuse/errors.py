@@ -35,3 +35,7 @@ class ConfigError(ClinfuseError):
 
 class RunError(ClinfuseError):
     """A run id, MLflow store or output folder cannot be used."""
+
+
+class PseudonymCollisionError(ClinfuseError):
+    """Two different patient ids were given the same pseudonym (the salt cannot keep them apart)."""
