@@ -146,6 +146,16 @@ def test_undefined_metrics_are_nan(time, event, horizons, defined):
         assert np.isfinite(result[name]) == (name in defined), name
 
 
+@pytest.mark.filterwarnings("error")
+def test_non_finite_inputs_give_nan():
+    """A diverged model's NaN risk makes every metric undefined rather than quietly mis-ranked."""
+    time, event, risk = _cohort(5, n=40)
+    risk[3] = np.nan
+    assert all(np.isnan(survival_metrics(time, event, risk)[name]) for name in METRICS)
+    time[3], risk[3] = np.inf, 0.0
+    assert all(np.isnan(survival_metrics(time, event, risk)[name]) for name in METRICS)
+
+
 def test_memory_stays_linear():
     time, event, risk = _cohort(6, n=20_000)
     tracemalloc.start()

@@ -204,8 +204,11 @@ class SurvivalScorer:
         self.event = np.asarray(event).astype(bool).reshape(-1)
         self.risk = np.asarray(risk, dtype=float).reshape(-1)
         self.horizon = float(horizon)
-        if not self.event.any():
-            return  # every metric is undefined without events; __call__ answers NaN before using the rest
+        # Without events, or with a NaN/inf risk or time (a diverged model), every metric is undefined: __call__
+        # and td_auc answer NaN before using the sorted structures, which are not built.
+        self._undefined = not (self.event.any() and np.isfinite(self.risk).all() and np.isfinite(self.time).all())
+        if self._undefined:
+            return
         self._order = _TimeOrder(self.time, self.event)
         self._pairs = _ComparablePairs(self._order, self.risk, tied_tol)
         # The AUC sorts risks descending and, like scikit-survival, merges runs whose neighbours are tied.
@@ -223,7 +226,7 @@ class SurvivalScorer:
         """
         w = np.atleast_2d(np.asarray(w, dtype=float))
         rows = w.shape[0]
-        if not self.event.any():
+        if self._undefined:
             return {name: np.full(rows, np.nan) for name in ("c_index", "uno_c", "td_auc", "ibs")}
         censoring = self._order.censoring_survival(w)
         g_own = censoring[:, self._order.group]
@@ -259,7 +262,7 @@ class SurvivalScorer:
         w = np.atleast_2d(np.asarray(w, dtype=float))
         case = (self.time <= horizon) & self.event
         control = self.time > horizon
-        if not case.any() or not control.any():
+        if self._undefined or not case.any() or not control.any():
             return np.full(w.shape[0], np.nan)
         if g_own is None:
             g_own = self._order.censoring_survival(w)[:, self._order.group]
