@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from clinfuse.errors import ConfigError
 
+# Metrics where a smaller value is better: early stopping on one of them minimises.
+LOWER_IS_BETTER = ("brier", "ece", "ibs", "log_loss")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -185,7 +188,7 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _early_stopping_mode(self) -> ExperimentConfig:
-        if self.training.early_stopping.metric in ("log_loss", "brier", "ece"):
+        if self.training.early_stopping.metric in LOWER_IS_BETTER:
             self.training.early_stopping.mode = "min"
         return self
 

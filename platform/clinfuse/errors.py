@@ -37,6 +37,10 @@ class RunError(ClinfuseError):
     """A run id, MLflow store or output folder cannot be used."""
 
 
+class PseudonymCollisionError(ClinfuseError):
+    """Two different patient ids were given the same pseudonym (the salt cannot keep them apart)."""
+
+
 def unknown_name(what: str, name: object, choices: Iterable[str]) -> str:
     """``unknown <what> 'x'; choose one of: a, b (did you mean 'a'?)``: how every registry lookup answers.
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from clinfuse.config import LOWER_IS_BETTER
+
 Cli = Callable[[list[str]], tuple[int, str]]
 
 
@@ -117,10 +119,11 @@ def test_malformed_cli_option(project: Path, cli: Cli) -> None:
     assert "error: Invalid value for '--patients'" in output and "valid integer" in output
 
 
-def test_log_loss_early_stopping_minimises(config: Path) -> None:
+@pytest.mark.parametrize("metric", LOWER_IS_BETTER)
+def test_lower_is_better_early_stopping_minimises(config: Path, metric: str) -> None:
     from clinfuse.config import load_config
 
-    assert load_config(config, ["training.early_stopping.metric=log_loss"]).training.early_stopping.mode == "min"
+    assert load_config(config, [f"training.early_stopping.metric={metric}"]).training.early_stopping.mode == "min"
 
 
 def test_bad_option_value_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,7 +52,7 @@ def test_run_info_records_provenance(compare_run: CompareRun) -> None:
 def test_splits_are_disjoint_and_cover_the_cohort(compare_run: CompareRun) -> None:
     splits = pd.read_csv(compare_run.run_dir / "splits.csv")
     assert len(splits) == N_PATIENTS and splits["patient"].is_unique
-    assert splits["patient"].str.match(r"^P-[0-9a-f]{10}$").all()
+    assert splits["patient"].str.match(r"^P-[0-9a-f]{20}$").all()
     test = splits[splits["split"] == "test"]
     assert len(test) == N_TEST and (test["fold"] == -1).all()
     cv = splits[splits["split"] == "cv"]

@@ -169,6 +169,15 @@ def test_other_tasks_build(make_run_folder, parse, task: str) -> None:
     alts = re.findall(r'alt="([^"]*)"', (run_dir / "report.html").read_text())
     wanted = "ROC, precision-recall and calibration curves" if task == "multiclass" else "Risk distribution by outcome"
     assert wanted in alts
+    if task == "survival":
+        _, *rows = report.table("metrics")
+        assert {row[0]: row[1] for row in rows} == {
+            "c_index": "0.712",
+            "uno_c": "0.701",
+            "td_auc": "0.735",
+            "ibs": "0.157",
+        }
+        assert "Breslow baseline" in report.section_text("methods")
     frame = pd.read_csv(run_dir / "contributions.csv")
     _, *rows = report.table("contributions")
     assert [row[3] for row in rows] == [fmt(frame[f"phi_{m}"].abs().mean()) for m in MODALITIES[:2]]

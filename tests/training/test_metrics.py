@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from clinfuse.config import LOWER_IS_BETTER
+from clinfuse.training import metrics as metrics_module
+from clinfuse.training import models
 from clinfuse.training.metrics import (
     bootstrap_all,
     bootstrap_ci,
@@ -158,19 +161,41 @@ def test_survival_bootstrap_and_paired_test():
     time, event, risk = _survival_data(4)
     ci = bootstrap_all(event, risk, None, "survival", n_boot=200, time=time)
     point = survival_metrics(time, event, risk)
-    assert ci["c_index"][0] < point["c_index"] < ci["c_index"][1]
-    assert ci["td_auc"][0] < point["td_auc"] < ci["td_auc"][1]
+    assert set(ci) == {"c_index", "uno_c", "td_auc", "ibs"}
+    for name, (lo, hi) in ci.items():
+        assert lo < point[name] < hi, name
     result = paired_bootstrap_test(event, risk, -risk, metric="c_index", task="survival", n_boot=200, time=time)
     assert result["diff"] == pytest.approx(2 * point["c_index"] - 1, abs=0.02)
     assert result["p_value"] < 0.01
+    # Lower is better for the IBS: the informative risk beats its reverse.
+    ibs = paired_bootstrap_test(event, risk, -risk, metric="ibs", task="survival", n_boot=200, time=time)
+    assert ibs["diff"] < 0 and ibs["ci_high"] < 0
+
+
+def test_bootstrap_blocks_do_not_change_the_draws(monkeypatch):
+    time, event, risk = _survival_data(7)
+    whole = bootstrap_all(event, risk, None, "survival", n_boot=50, time=time)
+    monkeypatch.setattr(metrics_module, "_BLOCK_CELLS", 3 * len(time))  # blocks of 3 resamples
+    assert bootstrap_all(event, risk, None, "survival", n_boot=50, time=time) == whole
 
 
 def test_no_events_gives_nan():
     m = survival_metrics(np.arange(1.0, 6.0), np.zeros(5), np.arange(5.0))
-    assert np.isnan(m["c_index"]) and np.isnan(m["td_auc"])
+    assert all(np.isnan(m[name]) for name in ("c_index", "uno_c", "td_auc", "ibs"))
 
 
 def test_summarise_folds_ignores_nan():
     mean, sd = summarise_folds([{"auroc": 0.6, "f1": 0.5}, {"auroc": 0.8, "f1": np.nan}, {"auroc": 0.7}])
     assert mean["auroc"] == pytest.approx(0.7) and sd["auroc"] == pytest.approx(0.1)
     assert mean["f1"] == pytest.approx(0.5) and np.isnan(sd["f1"])
+
+
+def test_metric_name_lists_match_the_computed_metrics(binary_data):
+    """Config checks and early-stopping direction name metrics by string; each must be one that is computed."""
+    classification = set(classification_metrics(*binary_data))
+    time, event, risk = _survival_data(8)
+    survival = set(survival_metrics(time, event, risk)) - {"horizon"}
+    assert set(models._CLASSIFICATION_METRICS) == classification
+    # auroc/auprc stand for the C-index of a survival model (training.loop).
+    assert set(models._SURVIVAL_METRICS) - {"auroc", "auprc"} == survival
+    assert set(LOWER_IS_BETTER) <= classification | survival

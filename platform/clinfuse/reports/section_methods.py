@@ -26,6 +26,17 @@ _HOW = (
     "validation folds.",
 )
 
+_SURVIVAL = (
+    "Survival metrics: Harrell's C-index (c_index); Uno's C (uno_c), which weights each comparable pair by the "
+    "inverse squared Kaplan-Meier censoring survival at the earlier time and counts only pairs whose earlier "
+    "time is before the horizon; the cumulative/dynamic AUC at the horizon (td_auc); and the integrated Brier"
+    " score from the first follow-up time to the horizon (ibs; lower is better). The horizon is the median "
+    "follow-up time of the evaluated patients, and censoring weights are estimated on them.",
+    "The model predicts a log-risk, not survival curves, so the IBS uses survival curves from a Breslow "
+    "baseline hazard fitted on the evaluated patients' own risks and outcomes: it judges whether the spread "
+    "of the risks matches the outcomes given the best baseline for them, not a calibrated survival forecast.",
+)
+
 _NOT = (
     "Not causal: φ says how much the trained model's output moved when a modality was available, not what"
     " would happen to the patient if the measurement changed.",
@@ -55,7 +66,7 @@ def methods_section(run: RunFolder) -> Raw:
     """How each number was computed, what it does not mean, and data caveats."""
     parts = [
         heading("How the numbers were computed"),
-        _list(_HOW),
+        _list(_HOW + (_SURVIVAL if run.task == "survival" else ())),
         heading("What the values do not mean"),
         _list(_NOT),
         heading("Data caveats"),

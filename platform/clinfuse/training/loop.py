@@ -63,7 +63,7 @@ def scores_from_logits(logits: np.ndarray, task: str) -> np.ndarray:
 def evaluate_scores(
     task: str, y: np.ndarray, scores: np.ndarray, threshold: float | None, time: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Metrics of the task: classification metrics, or C-index / time-dependent AUC for survival."""
+    """Metrics of the task: classification metrics, or the survival metrics (C-indices, td AUC, IBS)."""
     if task == "survival":
         return survival_metrics(time, y.astype(bool), scores)
     return classification_metrics(y, scores, threshold, task)

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from clinfuse.training.survival import default_horizon, survival_metrics, survival_metrics_weighted
+from clinfuse.training.survival import SurvivalScorer, default_horizon, survival_metrics
 
 __all__ = [
     "bootstrap_all",
@@ -138,24 +138,26 @@ def _multiclass_weighted(y: np.ndarray, prob: np.ndarray, w: np.ndarray) -> dict
     }
 
 
-def _weighted_metrics(
+def _scorer(
     task: Task,
     y: np.ndarray,
     prob: np.ndarray,
-    w: np.ndarray,
     threshold: float | None,
     time: np.ndarray | None,
     horizon: float | None,
-) -> dict[str, np.ndarray]:
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The task's metrics as a function of the weights ``w`` ``(resamples, n)``.
+
+    Survival metrics sort the patients once here, so every block of resamples reuses that work.
+    """
     if task == "binary":
-        return _binary_weighted(y, prob, w, 0.5 if threshold is None else threshold)
+        return lambda w: _binary_weighted(y, prob, w, 0.5 if threshold is None else threshold)
     if task == "multiclass":
-        return _multiclass_weighted(y, prob, w)
+        return lambda w: _multiclass_weighted(y, prob, w)
     if task == "survival":
         if time is None:
             raise ValueError("survival metrics need the follow-up times (time=...)")
-        horizon = default_horizon(time) if horizon is None else horizon
-        return survival_metrics_weighted(time, y, prob, w, horizon)
+        return SurvivalScorer(time, y, prob, default_horizon(time) if horizon is None else horizon)
     raise ValueError(f"unknown task {task!r}; expected binary, multiclass or survival")
 
 
@@ -210,7 +212,7 @@ def classification_metrics(
         (macro averages for multiclass; AUROC one-vs-rest). Undefined metrics are NaN.
     """
     y, prob = _as_arrays(y, prob, task)
-    values = _weighted_metrics(task, y, prob, np.ones((1, len(y))), threshold, None, None)
+    values = _scorer(task, y, prob, threshold, None, None)(np.ones((1, len(y))))
     return {name: float(v[0]) for name, v in values.items()}
 
 
@@ -286,22 +288,24 @@ def _resampled_metrics(
 ) -> list[dict[str, np.ndarray]]:
     """Metrics of ``prob`` (and of each of ``others``, on the same resamples) for every valid resample.
 
-    A resample is valid when it holds every class of ``y`` (survival: at least one event).
+    A resample is valid when it holds every class of ``y`` (survival: at least one event). Resamples are drawn
+    block by block, so memory stays O(block · n) whatever ``n_boot`` is; the draws equal one ``(n_boot, n)`` draw.
     """
     n = len(y)
-    idx = _bootstrap_indices(n, n_boot, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
     needed = np.array([1]) if task == "survival" else np.unique(y)
     models = [(prob, threshold), *zip(others, other_thresholds, strict=True)]
+    scorers = [_scorer(task, y, p, thr, time, horizon) for p, thr in models]
     chunks: list[list[dict[str, np.ndarray]]] = [[] for _ in models]
     block = max(1, _BLOCK_CELLS // max(n, 1))
     for start in range(0, n_boot, block):
-        w = _counts(idx[start : start + block], n)
+        w = _counts(_bootstrap_indices(n, min(block, n_boot - start), rng), n)
         valid = np.ones(w.shape[0], dtype=bool)
         for cls in needed:
             valid &= w[:, y == cls].sum(axis=1) > 0
         w = w[valid]
-        for out, (p, thr) in zip(chunks, models, strict=True):
-            out.append(_weighted_metrics(task, y, p, w, thr, time, horizon))
+        for out, score in zip(chunks, scorers, strict=True):
+            out.append(score(w))
     return [{k: np.concatenate([c[k] for c in out]) for k in out[0]} for out in chunks]
 
 
@@ -329,7 +333,7 @@ def bootstrap_all(
 
     Returns:
         ``{metric: (lo, hi)}`` with the keys of :func:`classification_metrics` (survival: ``c_index``,
-        ``td_auc``).
+        ``uno_c``, ``td_auc``, ``ibs``).
     """
     y, prob = _as_arrays(y, prob, task)
     if n_boot <= 0:
@@ -377,10 +381,10 @@ def paired_bootstrap_test(
     time_arr = None if time is None else np.asarray(time, dtype=float).reshape(-1)
     horizon = None if time_arr is None else default_horizon(time_arr)
     ones = np.ones((1, len(y)))
-    full_a = _weighted_metrics(task, y, prob_a, ones, threshold_a, time_arr, horizon)
+    full_a = _scorer(task, y, prob_a, threshold_a, time_arr, horizon)(ones)
     if metric not in full_a:
         raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(full_a)}")
-    full_b = _weighted_metrics(task, y, prob_b, ones, threshold_b, time_arr, horizon)
+    full_b = _scorer(task, y, prob_b, threshold_b, time_arr, horizon)(ones)
     diff = float(full_a[metric][0] - full_b[metric][0])
     res_a, res_b = _resampled_metrics(
         task, y, prob_a, n_boot, seed, threshold_a, time_arr, horizon, [prob_b], [threshold_b]

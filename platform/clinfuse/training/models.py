@@ -18,7 +18,7 @@ _CLASSIFICATION_METRICS = (
     "specificity",
 )  # fmt: skip
 # auroc/auprc name the survival model's C-index (see training.loop), so survival accepts them too.
-_SURVIVAL_METRICS = ("c_index", "td_auc", "auroc", "auprc")
+_SURVIVAL_METRICS = ("c_index", "uno_c", "td_auc", "ibs", "auroc", "auprc")
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,22 @@
-"""Survival analysis pieces: the Cox partial-likelihood loss and the discrimination metrics.
+"""Survival analysis pieces: the Cox partial-likelihood loss and the survival metrics.
 
-The metrics (C-index, time-dependent AUC; ``survival_metrics`` is re-exported by ``training.metrics``)
-are written for a matrix of bootstrap weights ``w`` of shape ``(resamples, n)`` (how often each patient is
-drawn), so one definition serves the point estimate (a single row of ones) and every bootstrap resample at
-once. Definitions follow scikit-survival: Harrell's C-index as ``concordance_index_censored`` and the
-cumulative/dynamic AUC of Uno et al. as ``cumulative_dynamic_auc``, with Kaplan-Meier censoring weights
-estimated on the evaluated patients themselves.
+The metrics (``survival_metrics`` is re-exported by ``training.metrics``) follow scikit-survival, with every
+censoring distribution and baseline estimated on the evaluated patients themselves:
+
+- ``c_index``: Harrell's C, as ``concordance_index_censored``;
+- ``uno_c``: Uno's C, as ``concordance_index_ipcw`` with ``tau`` = the horizon (only pairs whose earlier
+  time is before the horizon count, weighted by the inverse squared Kaplan-Meier censoring survival);
+- ``td_auc``: the cumulative/dynamic AUC of Uno et al. at the horizon, as ``cumulative_dynamic_auc``;
+- ``ibs``: the integrated Brier score (lower is better), as ``integrated_brier_score`` over ``IBS_POINTS``
+  evenly spaced times from the first follow-up time to the horizon. The model outputs a Cox log-risk, not
+  survival curves, so the survival probabilities come from a Breslow baseline cumulative hazard fitted on the
+  evaluated patients' own risks and outcomes: the IBS judges how well the spread of the risks matches the
+  outcomes given the best baseline for them, not a baseline the model never predicts.
+
+Every metric takes a matrix of patient weights ``w`` of shape ``(resamples, n)`` (how often each patient is
+drawn): one row of ones is the point estimate, a row of bootstrap counts is the metric on that resample.
+:class:`SurvivalScorer` sorts the patients once; each weight row then costs O(n log n) time and O(n) memory
+(the pair counts keep an O(n log n) index of sort orders, about 30 MB at 100,000 patients).
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import torch
 from torch import Tensor
 
 TIED_TOL = 1e-8
+IBS_POINTS = 100
 
 
 def cox_ph_loss(risk: Tensor, time: Tensor, event: Tensor) -> Tensor:
@@ -49,109 +61,268 @@ def cox_ph_loss(risk: Tensor, time: Tensor, event: Tensor) -> Tensor:
     return -log_lik.sum() / n_events
 
 
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``num / den`` with NaN where the denominator is not positive (the metric is undefined there)."""
-    out = np.full(np.broadcast_shapes(np.shape(num), np.shape(den)), np.nan)
+def _safe_div(num: np.ndarray, den: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    """``num / den`` with ``fill`` where the denominator is not positive (NaN: the metric is undefined)."""
+    out = np.full(np.broadcast_shapes(np.shape(num), np.shape(den)), fill)
     np.divide(num, den, out=out, where=np.asarray(den) > 0)
     return out
 
 
-def _concordance_scores(risk_rows: np.ndarray, risk_cols: np.ndarray) -> np.ndarray:
-    """1 where the row patient has the higher risk, 0.5 for ties (within ``TIED_TOL``), else 0."""
-    diff = risk_rows[:, None] - risk_cols[None, :]
-    return np.where(np.abs(diff) <= TIED_TOL, 0.5, (diff > 0).astype(float))
+def _suffix_sum(values: np.ndarray) -> np.ndarray:
+    """Sum from each column to the last, ``(rows, k) -> (rows, k)``."""
+    return np.cumsum(values[:, ::-1], axis=1)[:, ::-1]
 
 
-def concordance_index_weighted(time: np.ndarray, event: np.ndarray, risk: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Harrell's C-index for each row of bootstrap weights.
+class _TimeOrder:
+    """Patients sorted by follow-up time, events before censorings at one time, grouped by distinct time.
 
-    A pair (i, j) is comparable when i had the event and either ``t_i < t_j``, or ``t_i == t_j`` and j was
-    censored; it is concordant when ``risk_i > risk_j`` and counts one half when the risks tie.
+    Args:
+        time: follow-up times, shape ``(n,)``.
+        event: event indicators (bool), shape ``(n,)``.
+    """
+
+    def __init__(self, time: np.ndarray, event: np.ndarray) -> None:
+        self.order = np.lexsort((~event, time))
+        self.time = time[self.order]
+        self.event = event[self.order]
+        new = np.r_[True, self.time[1:] != self.time[:-1]]
+        self.starts = np.flatnonzero(new)
+        self.times = self.time[self.starts]
+        self.group_sorted = np.cumsum(new) - 1
+        self.group = np.empty(len(time), dtype=np.int64)
+        self.group[self.order] = self.group_sorted
+
+    def group_sums(self, values_sorted: np.ndarray) -> np.ndarray:
+        """Sums over each distinct time of columns in time order, ``(rows, n) -> (rows, times)``."""
+        return np.add.reduceat(values_sorted, self.starts, axis=1)
+
+    def censoring_survival(self, w: np.ndarray) -> np.ndarray:
+        """Kaplan-Meier censoring survival G just after each distinct time, ``(rows, times)``.
+
+        Events at a time leave the risk set before the censorings there (scikit-survival's convention).
+        """
+        w_sorted = w[:, self.order]
+        total = self.group_sums(w_sorted)
+        events = self.group_sums(w_sorted * self.event)
+        censored = total - events
+        at_risk = _suffix_sum(total)
+        ratio = np.where(censored > 0, _safe_div(censored, at_risk - events), 0.0)
+        return np.cumprod(1.0 - ratio, axis=1)
+
+    def index_at(self, times: np.ndarray) -> np.ndarray:
+        """Index of the last distinct time ``<= times`` (-1 before the first): where a step function stands."""
+        return np.searchsorted(self.times, times, side="right") - 1
+
+
+class _ComparablePairs:
+    """Weighted counts over the pairs Harrell's C compares, O(n log n) per weight row.
+
+    Event i is compared with every j that left later (``t_j > t_i``) or was censored at ``t_i``. In time order
+    with events first at each time, that set is a suffix; reversed, it is a prefix of length ``m_i``. The sums
+    "over a prefix, of patients with risk below a threshold" are two-dimensional dominance sums: the prefix is
+    cut into aligned blocks of 2^k patients, one per set bit k of ``m_i`` as in a Fenwick tree, and at each
+    level the patients are sorted by risk within their block, so one cumulative sum per level and two lookups
+    per event answer every query. Sort orders and lookups depend on times and risks only and are built once.
+
+    Args:
+        order: the patients' time order.
+        risk: predicted risks, shape ``(n,)``.
+        tied_tol: risks closer than this count as tied.
+    """
+
+    def __init__(self, order: _TimeOrder, risk: np.ndarray, tied_tol: float) -> None:
+        n = len(risk)
+        events_per_time = np.add.reduceat(order.event.astype(np.int64), order.starts)
+        # Forward position of the first patient an event is compared with: past its time's events.
+        first_comparable = (order.starts + events_per_time)[order.group_sorted]
+        event_pos = np.flatnonzero(order.event)
+        self.events = order.order[event_pos]
+        self.reversed = order.order[::-1]
+        self.prefix = n - first_comparable[event_pos]
+        values = np.unique(risk)
+        rank = np.searchsorted(values, risk[self.reversed])
+        below = np.searchsorted(values, risk[self.events] - tied_tol, side="left")
+        upto = np.searchsorted(values, risk[self.events] + tied_tol, side="right")
+        span = len(values) + 1
+        position = np.arange(n)
+        self.levels: list[tuple[np.ndarray, ...]] = []
+        for k in range(int(n).bit_length()):
+            sel = np.flatnonzero((self.prefix >> k) & 1)
+            if sel.size == 0:
+                continue
+            block = (self.prefix[sel] >> k) - 1
+            key = (position >> k) * span + rank
+            perm = np.argsort(key)
+            key = key[perm]
+            # Blocks before `block` are full, so the block starts at block * 2^k in the sorted order too.
+            self.levels.append(
+                (
+                    perm,
+                    sel,
+                    block << k,
+                    np.searchsorted(key, block * span + below[sel]),
+                    np.searchsorted(key, block * span + upto[sel]),
+                )
+            )
+
+    def sums(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weights of the patients compared with each event (``self.events`` order), each ``(rows, events)``.
+
+        Returns:
+            ``(lower, tied, comparable)``: those with a lower risk (beyond the tolerance), those with a tied
+            risk, and all of them.
+        """
+        w_rev = w[:, self.reversed]
+        rows = w.shape[0]
+        lower = np.zeros((rows, len(self.events)))
+        upto = np.zeros_like(lower)
+        cum = np.zeros((rows, w.shape[1] + 1))
+        for perm, sel, start, below_idx, upto_idx in self.levels:
+            np.cumsum(w_rev[:, perm], axis=1, out=cum[:, 1:])
+            first = cum[:, start]
+            lower[:, sel] += cum[:, below_idx] - first
+            upto[:, sel] += cum[:, upto_idx] - first
+        np.cumsum(w_rev, axis=1, out=cum[:, 1:])
+        return lower, upto - lower, cum[:, self.prefix]
+
+
+class SurvivalScorer:
+    """The survival metrics of one set of predictions, for any number of patient-weight rows.
 
     Args:
         time: follow-up times, shape ``(n,)``.
         event: event indicators, shape ``(n,)``.
-        risk: predicted risks (higher = earlier event), shape ``(n,)``.
-        w: patient weights, shape ``(resamples, n)``.
-
-    Returns:
-        The C-index per row, shape ``(resamples,)``; NaN where no pair is comparable.
+        risk: predicted log-risks (higher = earlier event), shape ``(n,)``.
+        horizon: the time point of the AUC, the truncation of Uno's C and the end of the IBS integral.
+        tied_tol: risks closer than this count as tied (one half), as in scikit-survival.
     """
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event).astype(bool)
-    risk = np.asarray(risk, dtype=float)
-    comparable = event[:, None] & (
-        (time[:, None] < time[None, :]) | ((time[:, None] == time[None, :]) & ~event[None, :])
-    )
-    idx = np.flatnonzero(comparable.any(axis=1))
-    if idx.size == 0:
-        return np.full(w.shape[0], np.nan)
-    comparable = comparable[idx].astype(float)
-    concordant = comparable * _concordance_scores(risk[idx], risk)
-    w_rows = w[:, idx]
-    num = np.einsum("bi,bi->b", w_rows @ concordant, w)
-    den = np.einsum("bi,bi->b", w_rows @ comparable, w)
-    return _safe_div(num, den)
+
+    def __init__(
+        self, time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float, *, tied_tol: float = TIED_TOL
+    ) -> None:
+        self.time = np.asarray(time, dtype=float).reshape(-1)
+        self.event = np.asarray(event).astype(bool).reshape(-1)
+        self.risk = np.asarray(risk, dtype=float).reshape(-1)
+        self.horizon = float(horizon)
+        # Without events, or with a NaN/inf risk or time (a diverged model), every metric is undefined: __call__
+        # and td_auc answer NaN before using the sorted structures, which are not built.
+        self._undefined = not (self.event.any() and np.isfinite(self.risk).all() and np.isfinite(self.time).all())
+        if self._undefined:
+            return
+        self._order = _TimeOrder(self.time, self.event)
+        self._pairs = _ComparablePairs(self._order, self.risk, tied_tol)
+        # The AUC sorts risks descending and, like scikit-survival, merges runs whose neighbours are tied.
+        self._by_risk = np.argsort(-self.risk, kind="stable")
+        sorted_risk = self.risk[self._by_risk]
+        self._risk_starts = np.flatnonzero(np.r_[True, np.abs(np.diff(sorted_risk)) > tied_tol])
+        # exp(risk - max) keeps the Breslow sums finite; survival probabilities do not depend on the shift.
+        self._relative_hazard = np.exp(self.risk - self.risk.max())[self._order.order]
+
+    def __call__(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        """``c_index``, ``uno_c``, ``td_auc`` and ``ibs`` for each row of ``w`` ``(resamples, n)``.
+
+        Returns:
+            One array of shape ``(resamples,)`` per metric; NaN where the metric is undefined.
+        """
+        w = np.atleast_2d(np.asarray(w, dtype=float))
+        rows = w.shape[0]
+        if self._undefined:
+            return {name: np.full(rows, np.nan) for name in ("c_index", "uno_c", "td_auc", "ibs")}
+        censoring = self._order.censoring_survival(w)
+        g_own = censoring[:, self._order.group]
+        lower, tied, comparable = self._pairs.sums(w)
+        events = self._pairs.events
+        w_events = w[:, events]
+        concordant = lower + 0.5 * tied
+        c_index = _safe_div((w_events * concordant).sum(axis=1), (w_events * comparable).sum(axis=1))
+        g_events = g_own[:, events]
+        early = self.time[events] < self.horizon
+        # A drawn early event with G(t_i) = 0 would need an infinite weight (scikit-survival raises there).
+        undefined = ((w_events > 0) & early & (g_events <= 0)).any(axis=1)
+        ipcw = np.where(early, _safe_div(w_events, g_events**2, fill=0.0), 0.0)
+        uno_c = _safe_div((ipcw * concordant).sum(axis=1), (ipcw * comparable).sum(axis=1))
+        uno_c[undefined] = np.nan
+        return {
+            "c_index": c_index,
+            "uno_c": uno_c,
+            "td_auc": self.td_auc(w, self.horizon, g_own),
+            "ibs": self._ibs(w, censoring),
+        }
+
+    def td_auc(self, w: np.ndarray, horizon: float, g_own: np.ndarray | None = None) -> np.ndarray:
+        """Cumulative/dynamic AUC at ``horizon`` per weight row: a weighted Mann-Whitney over sorted risks.
+
+        Cases had the event by ``horizon`` (weight 1/G(t_i)); controls are still event-free after it.
+
+        Args:
+            w: patient weights, shape ``(resamples, n)``.
+            horizon: the time point t of AUC(t).
+            g_own: censoring survival at each patient's own time ``(resamples, n)``, if already computed.
+        """
+        w = np.atleast_2d(np.asarray(w, dtype=float))
+        case = (self.time <= horizon) & self.event
+        control = self.time > horizon
+        if self._undefined or not case.any() or not control.any():
+            return np.full(w.shape[0], np.nan)
+        if g_own is None:
+            g_own = self._order.censoring_survival(w)[:, self._order.group]
+        undefined = ((w > 0) & case & (g_own <= 0)).any(axis=1)
+        case_w = np.where(case, _safe_div(w, g_own, fill=0.0), 0.0)
+        cases = np.add.reduceat(case_w[:, self._by_risk], self._risk_starts, axis=1)
+        controls = np.add.reduceat((w * control)[:, self._by_risk], self._risk_starts, axis=1)
+        n_controls = controls.sum(axis=1)
+        # Risks descend, so the controls ranked below a group are those of the later groups.
+        below = n_controls[:, None] - np.cumsum(controls, axis=1)
+        auc = _safe_div((cases * (below + 0.5 * controls)).sum(axis=1), cases.sum(axis=1) * n_controls)
+        auc[undefined] = np.nan
+        return auc
+
+    def _ibs(self, w: np.ndarray, censoring: np.ndarray) -> np.ndarray:
+        """Integrated Brier score per weight row, with Breslow survival curves fitted on the same weights."""
+        rows = w.shape[0]
+        order = self._order
+        start = order.time[0]
+        if self.horizon <= start:
+            return np.full(rows, np.nan)
+        grid = np.linspace(start, self.horizon, IBS_POINTS)
+        w_sorted = w[:, order.order]
+        events = w_sorted * order.event
+        deaths = order.group_sums(events)
+        at_risk = _suffix_sum(order.group_sums(w_sorted * self._relative_hazard))
+        hazard = np.cumsum(_safe_div(deaths, at_risk, fill=0.0), axis=1)
+        at_grid = order.index_at(grid)  # >= 0: the grid starts at the first time
+        hazard_grid = hazard[:, at_grid]
+        # scikit-survival gives a zero censoring survival an infinite inverse weight, i.e. weight 0.
+        control_w = _safe_div(1.0, censoring[:, at_grid], fill=0.0)
+        event_cols = np.flatnonzero(order.event)
+        case_w = _safe_div(events[:, event_cols], censoring[:, order.group_sorted[event_cols]], fill=0.0)
+        case_hazard = self._relative_hazard[event_cols]
+        n_cases = np.searchsorted(order.time[event_cols], grid, side="right")
+        n_past = np.searchsorted(order.time, grid, side="right")
+        brier = np.empty((rows, IBS_POINTS))
+        for k in range(IBS_POINTS):
+            h = hazard_grid[:, k : k + 1]
+            survival_sq = np.exp(-2.0 * h * case_hazard[: n_cases[k]])
+            case_part = (case_w[:, : n_cases[k]] * survival_sq).sum(axis=1)
+            died = np.expm1(-h * self._relative_hazard[n_past[k] :]) ** 2
+            brier[:, k] = case_part + (w_sorted[:, n_past[k] :] * died).sum(axis=1) * control_w[:, k]
+        brier = _safe_div(brier, w.sum(axis=1)[:, None])
+        area = (0.5 * (brier[:, 1:] + brier[:, :-1]) * np.diff(grid)).sum(axis=1)
+        ibs = area / (grid[-1] - grid[0])
+        ibs[deaths.sum(axis=1) <= 0] = np.nan
+        return ibs
 
 
-def _censoring_survival_at(time: np.ndarray, event: np.ndarray, w: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Kaplan-Meier estimate of the censoring survival G(t) at the times ``time[at]``, per weight row.
-
-    Events at a time leave the risk set before the censorings at that time (scikit-survival's convention),
-    and G is right-continuous, so G(t_i) includes censorings at t_i itself.
-    """
-    order = np.argsort(time, kind="mergesort")
-    t_sorted = time[order]
-    starts = np.flatnonzero(np.r_[True, t_sorted[1:] != t_sorted[:-1]])
-    w_sorted = w[:, order]
-    ev_sorted = event[order]
-    n_events = np.add.reduceat(w_sorted * ev_sorted, starts, axis=1)
-    n_censored = np.add.reduceat(w_sorted * ~ev_sorted, starts, axis=1)
-    n_total = n_events + n_censored
-    at_risk = np.cumsum(n_total[:, ::-1], axis=1)[:, ::-1]
-    ratio = _safe_div(n_censored, at_risk - n_events)
-    ratio = np.where(n_censored > 0, ratio, 0.0)
-    surv = np.cumprod(1.0 - ratio, axis=1)
-    group = np.searchsorted(t_sorted[starts], time[at])
-    return surv[:, group]
+def concordance_index_weighted(time: np.ndarray, event: np.ndarray, risk: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Harrell's C-index for each row of weights ``w`` ``(resamples, n)``; NaN where no pair is comparable."""
+    return SurvivalScorer(time, event, risk, default_horizon(time))(w)["c_index"]
 
 
 def cumulative_dynamic_auc_weighted(
     time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float, w: np.ndarray
 ) -> np.ndarray:
-    """Cumulative/dynamic AUC at ``horizon`` with inverse-probability-of-censoring weights, per weight row.
-
-    Cases had the event by ``horizon`` (weighted by 1/G(t_i)); controls are still event-free after it.
-
-    Args:
-        time: follow-up times, shape ``(n,)``.
-        event: event indicators, shape ``(n,)``.
-        risk: predicted risks, shape ``(n,)``.
-        horizon: the time point t of AUC(t), in the unit of ``time``.
-        w: patient weights, shape ``(resamples, n)``.
-
-    Returns:
-        AUC(t) per row, shape ``(resamples,)``; NaN where there is no case or no control.
-    """
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event).astype(bool)
-    risk = np.asarray(risk, dtype=float)
-    cases = np.flatnonzero((time <= horizon) & event)
-    controls = np.flatnonzero(time > horizon)
-    if cases.size == 0 or controls.size == 0:
-        return np.full(w.shape[0], np.nan)
-    g = _censoring_survival_at(time, event, w, cases)
-    w_cases = _safe_div(w[:, cases], g)
-    # A drawn case with G(t_i) = 0 would need an infinite weight: the AUC is undefined for that resample.
-    bad = ((w[:, cases] > 0) & ~np.isfinite(w_cases)).any(axis=1)
-    w_cases = np.where(np.isfinite(w_cases), w_cases, 0.0)
-    w_controls = w[:, controls]
-    scores = _concordance_scores(risk[cases], risk[controls])
-    num = np.einsum("bi,bi->b", w_cases @ scores, w_controls)
-    den = w_cases.sum(axis=1) * w_controls.sum(axis=1)
-    auc = _safe_div(num, den)
-    auc[bad] = np.nan
-    return auc
+    """Cumulative/dynamic AUC at ``horizon`` for each row of ``w`` ``(resamples, n)``; NaN if undefined."""
+    return SurvivalScorer(time, event, risk, horizon).td_auc(w, horizon)
 
 
 def concordance_index(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
@@ -167,44 +338,38 @@ def cumulative_dynamic_auc(time: np.ndarray, event: np.ndarray, risk: np.ndarray
 def survival_metrics_weighted(
     time: np.ndarray, event: np.ndarray, risk: np.ndarray, w: np.ndarray, horizon: float
 ) -> dict[str, np.ndarray]:
-    """``c_index`` and ``td_auc`` (at ``horizon``) for each row of weights ``w`` ``(resamples, n)``."""
-    return {
-        "c_index": concordance_index_weighted(time, event, risk, w),
-        "td_auc": cumulative_dynamic_auc_weighted(time, event, risk, horizon, w),
-    }
+    """``c_index``, ``uno_c``, ``td_auc`` and ``ibs`` (at ``horizon``) for each row of ``w`` ``(resamples, n)``."""
+    return SurvivalScorer(time, event, risk, horizon)(w)
 
 
 def default_horizon(time: np.ndarray) -> float:
-    """The median follow-up time: the default horizon of the time-dependent AUC."""
-    return float(np.median(np.asarray(time, dtype=float)))
+    """The median follow-up time: the default horizon of the time-dependent metrics (NaN without patients)."""
+    time = np.asarray(time, dtype=float)
+    return float(np.median(time)) if time.size else float("nan")
 
 
 def survival_metrics(
     time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizons: Sequence[float] | None = None
 ) -> dict[str, float]:
-    """Harrell's C-index and the cumulative/dynamic AUC with IPCW.
+    """Harrell's and Uno's C, the cumulative/dynamic AUC and the integrated Brier score.
 
     Args:
         time: follow-up times, shape ``(n,)``.
         event: event indicators, shape ``(n,)``.
-        risk: predicted risks (higher = earlier event), shape ``(n,)``.
-        horizons: time points of the AUC; ``None`` uses the median follow-up time.
+        risk: predicted log-risks (higher = earlier event), shape ``(n,)``.
+        horizons: time points of the AUC; ``None`` uses the median follow-up time. The first one also
+            truncates Uno's C and ends the IBS integral.
 
     Returns:
-        ``c_index``, ``td_auc`` (at the first horizon), ``horizon`` (that time point), and
-        ``td_auc_t<h>`` for every horizon when several are given. Undefined metrics are NaN.
+        ``c_index``, ``uno_c``, ``td_auc`` (at the first horizon), ``ibs``, ``horizon`` (that time point),
+        and ``td_auc_t<h>`` for every horizon when several are given. Undefined metrics are NaN.
     """
     time = np.asarray(time, dtype=float).reshape(-1)
-    event = np.asarray(event).astype(np.int64).reshape(-1)
-    risk = np.asarray(risk, dtype=float).reshape(-1)
-    ones = np.ones((1, len(time)))
     points = [default_horizon(time)] if horizons is None else [float(h) for h in horizons]
-    aucs = [float(cumulative_dynamic_auc_weighted(time, event, risk, h, ones)[0]) for h in points]
-    result = {
-        "c_index": float(concordance_index_weighted(time, event, risk, ones)[0]),
-        "td_auc": aucs[0],
-        "horizon": points[0],
-    }
+    scorer = SurvivalScorer(time, event, risk, points[0])
+    ones = np.ones((1, len(time)))
+    result = {name: float(v[0]) for name, v in scorer(ones).items()}
+    result["horizon"] = points[0]
     if len(points) > 1:
-        result.update({f"td_auc_t{h:g}": auc for h, auc in zip(points, aucs, strict=True)})
+        result.update({f"td_auc_t{h:g}": float(scorer.td_auc(ones, h)[0]) for h in points})
     return result
