@@ -84,6 +84,13 @@ CASES: list[tuple[Callable[[Path], list[str]], list[str]]] = [
     (setter("cohort=nowhere"), ["config key 'cohort'", "nowhere does not exist"]),
     (setter("encoders={pet: {}}"), ["config key 'encoders.pet'", "no modality 'pet'"]),
     (setter("encoders.imaging.name=resnet1"), ["config key 'encoders.imaging.name'", "unknown encoder 'resnet1'"]),
+    (
+        setter("encoders.imaging.name=mlp"),
+        ["'encoders.imaging.name'", "'mlp' cannot encode image modality", "resnet10"],
+    ),
+    (setter("encoders.clinical.name=vit"), ["'encoders.clinical.name'", "cannot encode tabular", "mlp, snn"]),
+    (setter("encoders.genomic.gene_groups=nowhere.csv"), ["nowhere.csv", "gene groups file not found"]),
+    (setter("inputs={imaging: {window: 3}}"), ["'inputs.imaging.window'", "unknown key for this kind"]),
     (setter("fusion.method=gatted"), ["config key 'fusion.method'", "unknown method 'gatted'", "gated"]),
     (setter("compare=[gated,concatt]"), ["config key 'compare'", "unknown method 'concatt'"]),
     (setter("training.early_stopping.metric=auc"), ["'training.early_stopping.metric'", "'auc'", "auroc"]),

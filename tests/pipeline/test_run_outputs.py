@@ -61,18 +61,24 @@ def test_splits_are_disjoint_and_cover_the_cohort(compare_run: CompareRun) -> No
     assert abs((cv["fold"] == 0).sum() - (cv["fold"] == 1).sum()) <= 1
 
 
-def test_predictions_cover_each_test_patient_once(compare_run: CompareRun) -> None:
+def test_predictions_cover_each_test_patient_once_for_every_model(compare_run: CompareRun) -> None:
     splits = pd.read_csv(compare_run.run_dir / "splits.csv")
-    predictions = pd.read_csv(compare_run.run_dir / "predictions.csv")
-    assert list(predictions.columns) == ["patient", "fold", "label", "prob", "prediction"]
-    assert predictions["patient"].is_unique
-    assert set(predictions["patient"]) == set(splits.loc[splits["split"] == "test", "patient"])
-    assert predictions["prob"].between(0, 1).all()
-    assert set(predictions["label"].astype(str)) <= {"0", "1"}
+    everything = pd.read_csv(compare_run.run_dir / "predictions.csv")
+    assert list(everything.columns) == ["model", "patient", "fold", "label", "prob", "prediction"]
+    assert list(dict.fromkeys(everything["model"])) == MODELS  # primary first, then the comparison's order
     metrics = json.loads((compare_run.run_dir / "metrics.json").read_text())
-    threshold = metrics["gated"]["threshold"]
-    expected = np.where(predictions["prob"] >= threshold, 1, 0)
-    np.testing.assert_array_equal(predictions["prediction"].astype(int), expected)
+    test_patients = set(splits.loc[splits["split"] == "test", "patient"])
+    for model in MODELS:
+        predictions = everything[everything["model"] == model]
+        assert predictions["patient"].is_unique and set(predictions["patient"]) == test_patients
+        assert predictions["prob"].between(0, 1).all()
+        assert set(predictions["label"].astype(str)) <= {"0", "1"}
+        # Each model's decision uses its own validation threshold.
+        expected = np.where(predictions["prob"] >= metrics[model]["threshold"], 1, 0)
+        np.testing.assert_array_equal(predictions["prediction"].astype(int), expected)
+    # The models differ: these are their own predictions, not copies of the primary's.
+    probs = everything.pivot(index="patient", columns="model", values="prob")
+    assert probs["gated"].round(6).ne(probs["clinical_only"].round(6)).any()
 
 
 def test_metrics_and_comparison_are_consistent(compare_run: CompareRun) -> None:
@@ -113,7 +119,7 @@ def test_history_has_every_epoch_of_every_fold(compare_run: CompareRun) -> None:
 
 def test_contributions_are_efficient(compare_run: CompareRun) -> None:
     contributions = pd.read_csv(compare_run.run_dir / "contributions.csv")
-    predictions = pd.read_csv(compare_run.run_dir / "predictions.csv").set_index("patient")
+    predictions = pd.read_csv(compare_run.run_dir / "predictions.csv").query("model == 'gated'").set_index("patient")
     assert len(contributions) == N_TEST and contributions["patient"].is_unique
     for m in MODALITIES:
         assert {f"phi_{m}", f"gate_{m}", f"present_{m}"} <= set(contributions.columns)

@@ -23,7 +23,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from clinfuse.config import EncoderConfig
-from clinfuse.encoders import EncoderSpec, encoder_spec
+from clinfuse.encoders import EncoderSpec, encoder_kind, encoder_spec, list_encoders
+from clinfuse.errors import unknown_name
 
 if TYPE_CHECKING:
     from clinfuse.cohort.load import CohortReader, Exclusion, ModalityData
@@ -226,6 +227,24 @@ class ModalityKind(ABC):
     def prepare(self, data: ModalityData, settings: KindSettings, cache: RunCache) -> Any:
         """Run-level work shared by every fold (e.g. load and cache images once); None by default."""
         return None
+
+    def config_problems(
+        self, data: ModalityData, encoder: EncoderConfig, settings: KindSettings, root: Path
+    ) -> list[str]:
+        """What in this modality's encoder settings would fail only once training starts (checked before a run
+        is tracked): an encoder of another family, a missing file. One line each."""
+        name = encoder.name or self.default_encoder
+        if name not in list_encoders():
+            return [
+                f"config key 'encoders.{data.name}.name': "
+                + unknown_name("encoder", name, list_encoders(self.encoder_family))
+            ]
+        if encoder_kind(name) != self.encoder_family:
+            return [
+                f"config key 'encoders.{data.name}.name': {name!r} cannot encode {self.name} modality {data.name!r}; "
+                f"choose one of: {', '.join(list_encoders(self.encoder_family))}"
+            ]
+        return []
 
     def notes(self, data: ModalityData, prepared: Any) -> list[str]:
         """What the run should tell the reader about :meth:`prepare`'s choices (recorded in ``run_info.json``)."""

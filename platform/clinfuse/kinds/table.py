@@ -28,7 +28,8 @@ from clinfuse.cohort.preprocess import (
 )
 from clinfuse.cohort.tables import rows_text, to_numeric
 from clinfuse.config import EncoderConfig
-from clinfuse.errors import RunError
+from clinfuse.encoders import encoder_accepts
+from clinfuse.errors import ConfigError, RunError
 from clinfuse.explain.features import gene_attributions, tabular_attributions
 from clinfuse.kinds.base import (
     ExplainContext,
@@ -409,6 +410,24 @@ class GenomicKind(TableKind):
             return None
         path = encoder.gene_groups if encoder.gene_groups.is_absolute() else root / encoder.gene_groups
         return load_gene_groups(path, names)
+
+    def config_problems(
+        self, data: ModalityData, encoder: EncoderConfig, settings: KindSettings, root: Path
+    ) -> list[str]:
+        problems = super().config_problems(data, encoder, settings, root)
+        if encoder.gene_groups is not None:
+            path = encoder.gene_groups if encoder.gene_groups.is_absolute() else root / encoder.gene_groups
+            try:
+                load_gene_groups(path, [])
+            except ConfigError as exc:
+                problems += exc.problems
+            name = encoder.name or self.default_encoder
+            if not problems and not encoder_accepts(name, "gene_mask"):
+                problems.append(
+                    f"config key 'encoders.{data.name}.gene_groups' needs an encoder that takes gene groups, not "
+                    f"{name!r}; set encoders.{data.name}.name: snn"
+                )
+        return problems
 
     def _attribute(self, context: ExplainContext, view: Any, x: np.ndarray, rows: np.ndarray, common: dict) -> Any:
         fitted = view.fitted[context.modality]

@@ -42,10 +42,10 @@ from clinfuse.training.cpu import training_process
 from clinfuse.training.data import check_inputs, input_notes, prepare_inputs
 from clinfuse.training.distributed import DistContext, broadcast_object, init_from_env
 from clinfuse.training.evaluate import (
+    all_predictions_frame,
     compare_models,
     history_frame,
     model_metrics,
-    predictions_frame,
     primary_metric,
 )
 from clinfuse.training.models import check_names, plan_models, select_modalities
@@ -169,7 +169,7 @@ def _run(
         write_json(run_dir / "metrics.json", metrics)
         comparison.to_csv(run_dir / "comparison.csv", index=False)
         history_frame(trained).to_csv(run_dir / "history.csv", index=False)
-        predictions_frame(primary, cohort, splits, pseudo_ids).to_csv(run_dir / "predictions.csv", index=False)
+        all_predictions_frame(trained, cohort, splits, pseudo_ids).to_csv(run_dir / "predictions.csv", index=False)
         if config.explain.enabled:
             from clinfuse.pipeline.explanations import explain_run
 

@@ -43,7 +43,8 @@ def kind_settings(config: ExperimentConfig, cohort: Cohort, modality: str) -> Ki
 
 
 def check_inputs(config: ExperimentConfig, cohort: Cohort) -> None:
-    """Validate every ``inputs.<modality>`` block before a run is tracked."""
+    """Validate every ``inputs.<modality>`` block and what each kind can check of its encoder settings (family,
+    files) before a run is tracked, so no run fails late on them."""
     unknown = [m for m in config.inputs if m not in cohort.modalities]
     if unknown:
         raise ConfigError.from_list(
@@ -51,11 +52,13 @@ def check_inputs(config: ExperimentConfig, cohort: Cohort) -> None:
             for m in unknown
         )
     problems = []
-    for modality in cohort.modalities:
+    for modality, data in cohort.modalities.items():
         try:
-            kind_settings(config, cohort, modality)
+            settings = kind_settings(config, cohort, modality)
         except ConfigError as exc:
             problems += exc.problems
+            continue
+        problems += data.kind.config_problems(data, config.encoder_for(modality), settings, cohort.root)
     if problems:
         raise ConfigError.from_list(problems)
 

@@ -110,11 +110,11 @@ def compare_models(
 
 
 def predictions_frame(trained: TrainedModel, cohort: Cohort, splits: Splits, pseudo_ids: list[str]) -> pd.DataFrame:
-    """Per-patient test predictions with pseudonymous ids (never raw ids)."""
+    """Per-patient test predictions of one model with pseudonymous ids (never raw ids); ``model`` names it."""
     assert trained.test is not None
     idx = trained.test.index
     scores = test_scores(trained, cohort.task)
-    frame = pd.DataFrame({"patient": [pseudo_ids[i] for i in idx], "fold": "test"})
+    frame = pd.DataFrame({"model": trained.plan.name, "patient": [pseudo_ids[i] for i in idx], "fold": "test"})
     if cohort.task == "survival":
         frame["time"] = cohort.time[idx]
         frame["event"] = cohort.y[idx]
@@ -130,6 +130,14 @@ def predictions_frame(trained: TrainedModel, cohort: Cohort, splits: Splits, pse
             frame[f"prob_{name}"] = scores[:, k]
         frame["prediction"] = [cohort.classes[k] for k in scores.argmax(axis=1)]
     return frame
+
+
+def all_predictions_frame(
+    models: list[TrainedModel], cohort: Cohort, splits: Splits, pseudo_ids: list[str]
+) -> pd.DataFrame:
+    """Test predictions of every model of the run, primary first (``model`` column): the same patients for
+    each, so outside models can be compared with them patient by patient."""
+    return pd.concat([predictions_frame(m, cohort, splits, pseudo_ids) for m in models], ignore_index=True)
 
 
 def history_frame(models: list[TrainedModel]) -> pd.DataFrame:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clinfuse.config import ExperimentConfig, FusionConfig
-from clinfuse.encoders import list_encoders
 from clinfuse.errors import ConfigError
 from clinfuse.fusion import list_fusions
 
@@ -60,19 +59,14 @@ def check_names(config: ExperimentConfig, available: list[str], task: str) -> No
         task: the cohort's task (``binary``, ``multiclass`` or ``survival``).
 
     Raises:
-        ConfigError: one line per unknown encoder key, encoder name, fusion method or early-stopping metric.
+        ConfigError: one line per unknown encoder key, fusion method or early-stopping metric (encoder names are
+            checked by each modality's kind, which knows the encoder family it needs).
     """
     problems = [
         f"config key 'encoders.{m}': the cohort has no modality {m!r} (it has {', '.join(available)}); "
         "fix the name or remove it"
         for m in config.encoders
         if m not in available
-    ]
-    encoders = list_encoders()
-    problems += [
-        f"config key 'encoders.{m}.name': unknown encoder {e.name!r}; choose one of: {', '.join(encoders)}"
-        for m, e in config.encoders.items()
-        if e.name is not None and e.name not in encoders
     ]
     fusions = list_fusions()
     for key, method in [("fusion.method", config.fusion.method)] + [("compare", m) for m in config.compare]:
