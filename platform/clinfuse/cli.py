@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from clinfuse.errors import ClinfuseError
+from clinfuse.metric_catalog import PRIMARY
 
 try:  # recent typer vendors click; older releases raise click's own exceptions
     from typer._click.exceptions import NoArgsIsHelpError as _NoArgsIsHelp
@@ -27,6 +28,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+# The live display shows the training loss and each task's primary validation metric.
+_LIVE_METRICS = ("train_loss", *dict.fromkeys(f"val_{m}" for m in PRIMARY.values()))
+
 cohort_app = typer.Typer(help="Validate, synthesise and export cohorts.", no_args_is_help=True)
 app.add_typer(cohort_app, name="cohort")
 
@@ -119,7 +123,7 @@ def _progress_printer() -> Any:
         key = (model, fold)
         if key not in tasks:
             tasks[key] = progress.add_task(f"{model} fold {fold}", total=total, metric="")
-        shown = {k: v for k, v in metrics.items() if k in ("val_auroc", "val_c_index", "train_loss")}
+        shown = {k: v for k, v in metrics.items() if k in _LIVE_METRICS}
         text = "  ".join(f"{k}={v:.3f}" for k, v in shown.items())
         progress.update(tasks[key], completed=epoch, metric=text)
 

@@ -13,9 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clinfuse.errors import ConfigError
+from clinfuse.metric_catalog import METRICS, lower_is_better
 
 # Metrics where a smaller value is better: early stopping on one of them minimises.
-LOWER_IS_BETTER = ("brier", "ece", "ibs", "log_loss")
+LOWER_IS_BETTER = tuple(name for name in METRICS if lower_is_better(name))
 
 
 class _Strict(BaseModel):

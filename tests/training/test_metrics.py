@@ -7,8 +7,8 @@ import pytest
 from sklearn import metrics as skm
 
 from clinfuse.config import LOWER_IS_BETTER
+from clinfuse.metric_catalog import metrics_for, primary_metric, stopping_metrics
 from clinfuse.training import metrics as metrics_module
-from clinfuse.training import models
 from clinfuse.training.metrics import (
     bootstrap_all,
     bootstrap_ci,
@@ -195,7 +195,10 @@ def test_metric_name_lists_match_the_computed_metrics(binary_data):
     classification = set(classification_metrics(*binary_data))
     time, event, risk = _survival_data(8)
     survival = set(survival_metrics(time, event, risk)) - {"horizon"}
-    assert set(models._CLASSIFICATION_METRICS) == classification
+    assert set(metrics_for("binary")) == classification
+    assert set(metrics_for("survival")) == survival
     # auroc/auprc stand for the C-index of a survival model (training.loop).
-    assert set(models._SURVIVAL_METRICS) - {"auroc", "auprc"} == survival
+    assert set(stopping_metrics("survival")) - {"auroc", "auprc"} == survival
     assert set(LOWER_IS_BETTER) <= classification | survival
+    assert {primary_metric(t) for t in ("binary", "multiclass")} <= classification
+    assert primary_metric("survival") in survival

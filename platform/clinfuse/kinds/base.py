@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from clinfuse.config import EncoderConfig
 from clinfuse.encoders import EncoderSpec, encoder_kind, encoder_spec, list_encoders
 from clinfuse.errors import unknown_name
+from clinfuse.outputs import features_file, overlay_file
 
 if TYPE_CHECKING:
     from clinfuse.cohort.load import CohortReader, Exclusion, ModalityData
@@ -163,7 +164,11 @@ class ExplainContext:
 
     def overlay_path(self, patient: int) -> Path:
         """``overlays/<modality>/<pseudonym>.png`` of a cohort patient."""
-        return self.run_dir / "overlays" / self.modality / f"{self.pseudo_ids[patient]}.png"
+        return overlay_file(self.run_dir, self.modality, self.pseudo_ids[patient])
+
+    def features_path(self) -> Path:
+        """``features_<modality>.csv`` of the run folder."""
+        return self.run_dir / features_file(self.modality)
 
 
 @dataclass

@@ -453,7 +453,7 @@ class SignalKind(ModalityKind):
                     (context.pseudo_ids[patient], channel, float(np.sqrt(np.mean(trace[c] ** 2))), mean_drop[k, c])
                 )
         frame = pd.DataFrame(records, columns=["patient", "feature", "value", "attribution"])
-        frame.to_csv(context.run_dir / f"features_{context.modality}.csv", index=False)
+        frame.to_csv(context.features_path(), index=False)
         for patient, maps in strips.items():
             _save_strip(
                 fitted.item(patient).numpy(),

@@ -309,7 +309,7 @@ class TableKind(ModalityKind):
         values = combined.groupby(["patient_index", "feature"], sort=False)["value"].first()
         out = pd.DataFrame({"value": values, "attribution": attribution}).reset_index()
         out.insert(0, "patient", [context.pseudo_ids[i] for i in out.pop("patient_index")])
-        out.to_csv(context.run_dir / f"features_{context.modality}.csv", index=False)
+        out.to_csv(context.features_path(), index=False)
 
 
 @register_kind

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 import yaml
 
+from clinfuse import outputs
 from clinfuse.cohort import Cohort, cohort_summary, load_cohort, make_splits
 from clinfuse.config import ExperimentConfig, config_to_dict
 from clinfuse.errors import ConfigError
@@ -50,21 +51,6 @@ from clinfuse.training.evaluate import (
 )
 from clinfuse.training.models import check_names, plan_models, select_modalities
 from clinfuse.training.run import TrainedModel, resolve_device, train_model
-
-# The run folder's files logged as MLflow artifacts (checkpoints and the image cache stay local).
-RUN_FILES = (
-    "config.yaml",
-    "run_info.json",
-    "cohort_summary.json",
-    "splits.csv",
-    "metrics.json",
-    "comparison.csv",
-    "history.csv",
-    "predictions.csv",
-    "contributions.csv",
-    "modality_summary.json",
-    "report.html",
-)
 
 
 @dataclass
@@ -145,7 +131,7 @@ def _run(
             log_tags(cohort.name, cohort.content_hash, config.seed, str(device), {"clinfuse.task": cohort.task})
             _log_datasets(cohort, pseudo_ids, config.privacy.pseudonymise)
         _write_inputs(run_dir, config, cohort, modalities, splits, pseudo_ids, run_id, experiment, device)
-        prepared = prepare_inputs(cohort, modalities, config, run_dir / "cache")
+        prepared = prepare_inputs(cohort, modalities, config, run_dir / outputs.CACHE)
         _add_run_info(run_dir, {"input_notes": input_notes(cohort, prepared)})
         plans = plan_models(config, modalities)
         callbacks: list[TrainingCallback] = [MlflowCallback()]
@@ -166,10 +152,10 @@ def _run(
         log_final_metrics("test", metrics[primary.plan.name]["test"])
         log_final_metrics("test", {k: tuple(v) for k, v in metrics[primary.plan.name]["test_ci"].items()})
         comparison = compare_models(trained, metrics, cohort, splits, config.evaluation, config.seed)
-        write_json(run_dir / "metrics.json", metrics)
-        comparison.to_csv(run_dir / "comparison.csv", index=False)
-        history_frame(trained).to_csv(run_dir / "history.csv", index=False)
-        all_predictions_frame(trained, cohort, splits, pseudo_ids).to_csv(run_dir / "predictions.csv", index=False)
+        write_json(run_dir / outputs.METRICS, metrics)
+        comparison.to_csv(run_dir / outputs.COMPARISON, index=False)
+        history_frame(trained).to_csv(run_dir / outputs.HISTORY, index=False)
+        all_predictions_frame(trained, cohort, splits, pseudo_ids).to_csv(run_dir / outputs.PREDICTIONS, index=False)
         if config.explain.enabled:
             from clinfuse.pipeline.explanations import explain_run
 
@@ -179,14 +165,14 @@ def _run(
             from clinfuse.reports import build_report
 
             report = build_report(run_dir, n_patients=config.report.patient_cards)
-        for path in [run_dir / name for name in RUN_FILES] + sorted(run_dir.glob("features_*.csv")):
+        for path in [run_dir / name for name in outputs.LOGGED_FILES] + list(outputs.feature_files(run_dir).values()):
             if path.exists():
                 log_artifact(path)
-        if (run_dir / "overlays").is_dir():
-            log_artifacts_dir(run_dir / "overlays", "overlays")
+        if (run_dir / outputs.OVERLAYS).is_dir():
+            log_artifacts_dir(run_dir / outputs.OVERLAYS, outputs.OVERLAYS)
         if config.tracking.log_model:
             example = _example_rows(cohort, modalities, splits.test)
-            log_model(primary, cohort, config, run_dir / "model", example)
+            log_model(primary, cohort, config, run_dir / outputs.MODEL, example)
     return RunOutcome(run_id, run_dir, metrics, comparison, report, trained)
 
 
@@ -202,7 +188,7 @@ def _follow_main_rank(
     run_id = broadcast_object(None, ctx)
     experiment = config.tracking.experiment or config.name
     run_dir = (project_dir / config.report.out_dir / experiment / run_id).resolve()
-    prepared = prepare_inputs(cohort, modalities, config, run_dir / "cache")
+    prepared = prepare_inputs(cohort, modalities, config, run_dir / outputs.CACHE)
     trained = [
         train_model(plan, index, cohort, config, splits, prepared, ctx.device, run_dir)
         for index, plan in enumerate(plan_models(config, modalities))
@@ -211,7 +197,7 @@ def _follow_main_rank(
 
 
 def _add_run_info(run_dir: Path, values: dict[str, Any]) -> None:
-    path = run_dir / "run_info.json"
+    path = run_dir / outputs.RUN_INFO
     write_json(path, {**json.loads(path.read_text(encoding="utf-8")), **values})
 
 
@@ -252,29 +238,29 @@ def _write_inputs(
     experiment: str,
     device: torch.device,
 ) -> None:
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
-    splits.to_frame(pseudo_ids).to_csv(run_dir / "splits.csv", index=False)
+    (run_dir / outputs.CONFIG).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
+    splits.to_frame(pseudo_ids).to_csv(run_dir / outputs.SPLITS, index=False)
     summary = cohort_summary(cohort)
-    write_json(run_dir / "cohort_summary.json", summary)
+    write_json(run_dir / outputs.COHORT_SUMMARY, summary)
     write_json(
-        run_dir / "run_info.json",
-        {
-            "run_id": run_id,
-            "experiment": experiment,
-            "run_name": config.name,
-            "cohort_name": cohort.name,
-            "cohort_hash": cohort.content_hash,
-            "git_commit": git_commit(),
-            "versions": _versions(),
-            "seed": config.seed,
-            "device": str(device),
-            "task": cohort.task,
-            "classes": cohort.classes,
-            "modalities": modalities,
-            "modality_kinds": {m: cohort.modalities[m].type for m in modalities},
-            "model_name": plan_models(config, modalities)[0].name,
-            "primary_metric": primary_metric(cohort.task),
-            "n_test": int(len(splits.test)),
-            "exclusions": [e.__dict__ for e in cohort.exclusions],
-        },
+        run_dir / outputs.RUN_INFO,
+        outputs.RunInfo(
+            run_id=run_id,
+            experiment=experiment,
+            run_name=config.name,
+            cohort_name=cohort.name,
+            cohort_hash=cohort.content_hash,
+            git_commit=git_commit(),
+            versions=_versions(),
+            seed=config.seed,
+            device=str(device),
+            task=cohort.task,
+            classes=cohort.classes,
+            modalities=modalities,
+            modality_kinds={m: cohort.modalities[m].type for m in modalities},
+            model_name=plan_models(config, modalities)[0].name,
+            primary_metric=primary_metric(cohort.task),
+            n_test=int(len(splits.test)),
+            exclusions=[e.__dict__ for e in cohort.exclusions],
+        ),
     )

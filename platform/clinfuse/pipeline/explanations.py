@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from clinfuse import outputs
 from clinfuse.cohort import Cohort, Splits
 from clinfuse.config import ExperimentConfig
 from clinfuse.explain import ModalityShapley, cohort_summary, model_modality_shapley
@@ -97,12 +98,12 @@ def explain_run(
         probs=prob,
         class_names=cohort.classes,
     )
-    frame.to_csv(run_dir / "contributions.csv", index=False)
+    frame.to_csv(run_dir / outputs.CONTRIBUTIONS, index=False)
     predicted = classes if cohort.task == "multiclass" else None
     if cohort.task == "binary":
         predicted = (prob >= (trained.threshold if trained.threshold is not None else 0.5)).astype(int)
     write_json(
-        run_dir / "modality_summary.json",
+        run_dir / outputs.MODALITY_SUMMARY,
         cohort_summary(
             result,
             labels=cohort.y[indices],

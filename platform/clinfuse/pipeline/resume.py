@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from clinfuse import outputs
 from clinfuse.config import ExperimentConfig, apply_overrides, validate_config
 from clinfuse.errors import RunError
 
@@ -15,10 +16,10 @@ REPORTS_DIR = Path("reports")
 def find_run_dir(run_id: str, project_dir: Path, reports_dir: Path = REPORTS_DIR) -> Path:
     """The local run folder ``reports/<experiment>/<run_id>`` (a folder path is accepted as is)."""
     candidate = Path(run_id)
-    if (candidate / "run_info.json").is_file():
+    if (candidate / outputs.RUN_INFO).is_file():
         return candidate.resolve()
     root = reports_dir if reports_dir.is_absolute() else project_dir / reports_dir
-    matches = sorted(p for p in root.glob(f"*/{run_id}") if (p / "run_info.json").is_file()) if run_id else []
+    matches = sorted(p for p in root.glob(f"*/{run_id}") if (p / outputs.RUN_INFO).is_file()) if run_id else []
     if not matches:
         raise RunError(
             f"run '{run_id}': no run folder under {root}; pass the id of a clinfuse run made in this project "
@@ -30,7 +31,7 @@ def find_run_dir(run_id: str, project_dir: Path, reports_dir: Path = REPORTS_DIR
 def config_of_run(run_id: str, project_dir: Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """The resolved config a run was made with, plus ``overrides`` (``key=value``)."""
     run_dir = find_run_dir(run_id, project_dir)
-    path = run_dir / "config.yaml"
+    path = run_dir / outputs.CONFIG
     if not path.is_file():
         raise RunError(f"{run_dir}: config.yaml is missing; the run folder is incomplete")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinfuse import outputs
 from clinfuse.errors import RunError
 
-_JSON_FILES = ("run_info.json", "cohort_summary.json", "metrics.json", "modality_summary.json")
-_CSV_FILES = ("splits.csv", "comparison.csv", "history.csv", "predictions.csv", "contributions.csv")
-EXPECTED_FILES = ("config.yaml", *_JSON_FILES, *_CSV_FILES)
+EXPECTED_FILES = (outputs.CONFIG, *outputs.JSON_FILES, *outputs.CSV_FILES)
 
 
 @dataclass
@@ -43,12 +42,14 @@ class RunFolder:
     problems: list[str] = field(default_factory=list)
 
     def get(self, name: str) -> Any:
-        """A parsed file, or ``None`` when it is absent or unreadable."""
+        """A parsed file of the contract (:mod:`clinfuse.outputs`), or ``None`` when it is absent or unreadable."""
+        if name not in EXPECTED_FILES:
+            raise KeyError(f"{name!r} is not a file of the run folder contract (clinfuse.outputs)")
         return self.files.get(name)
 
     @property
     def run_info(self) -> dict[str, Any]:
-        return self.files.get("run_info.json") or {}
+        return self.files.get(outputs.RUN_INFO) or {}
 
     @property
     def task(self) -> str:
@@ -136,8 +137,8 @@ def load_run_folder(run_dir: str | Path) -> RunFolder:
     if not path.is_dir():
         raise RunError(f"{path}: run folder not found; pass a folder written by 'clinfuse run'")
     run = RunFolder(path=path)
-    readers = {**dict.fromkeys(_JSON_FILES, _read_json), **dict.fromkeys(_CSV_FILES, _read_csv)}
-    readers["config.yaml"] = lambda p: p.read_text(encoding="utf-8")
+    readers = {**dict.fromkeys(outputs.JSON_FILES, _read_json), **dict.fromkeys(outputs.CSV_FILES, _read_csv)}
+    readers[outputs.CONFIG] = lambda p: p.read_text(encoding="utf-8")
     for name, reader in readers.items():
         file = path / name
         if not file.is_file():
@@ -148,12 +149,12 @@ def load_run_folder(run_dir: str | Path) -> RunFolder:
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             run.problems.append(f"{name}: could not be read ({first}); the report leaves it out")
-    for file in sorted(path.glob("features_*.csv")):
+    for modality, file in outputs.feature_files(path).items():
         try:
-            run.features[file.stem[len("features_") :]] = _read_csv(file)
+            run.features[modality] = _read_csv(file)
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
             run.problems.append(f"{file.name}: could not be read; the report leaves it out")
-    overlay_dir = path / "overlays"
+    overlay_dir = path / outputs.OVERLAYS
     if overlay_dir.is_dir():
         flat = {p.stem: p for p in sorted(overlay_dir.glob("*.png"))}
         if flat:

@@ -6,16 +6,15 @@ from typing import Any
 
 import numpy as np
 
+from clinfuse.metric_catalog import headline_order
 from clinfuse.reports import plots
 from clinfuse.reports.markup import Raw, details, figure, heading, missing, note, para, section, table
 from clinfuse.reports.run_folder import RunFolder, held_out_predictions, label_indices
 
-_HEADLINE = ("auroc", "macro_auroc", "auroc_macro", "c_index", "balanced_accuracy")
-
 
 def headline_metric(metrics: list[str]) -> str | None:
     """The metric a comparison is summarised by: AUROC (binary/multiclass) or C-index (survival)."""
-    for name in _HEADLINE:
+    for name in headline_order():
         if name in metrics:
             return name
     return metrics[0] if metrics else None

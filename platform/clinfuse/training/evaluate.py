@@ -9,14 +9,10 @@ import pandas as pd
 
 from clinfuse.cohort import Cohort, Splits
 from clinfuse.config import EvaluationConfig
+from clinfuse.metric_catalog import primary_metric
 from clinfuse.training.loop import evaluate_scores, scores_from_logits
 from clinfuse.training.metrics import bootstrap_all, paired_bootstrap_test, summarise_folds
 from clinfuse.training.run import TrainedModel
-
-
-def primary_metric(task: str) -> str:
-    """The metric models are ranked and compared on."""
-    return "c_index" if task == "survival" else "auroc"
 
 
 def test_scores(trained: TrainedModel, task: str) -> np.ndarray:

@@ -26,6 +26,7 @@ from clinfuse.config import ExperimentConfig, FusionConfig
 from clinfuse.encoders import EncoderSpec
 from clinfuse.fusion import MultimodalModel, build_model
 from clinfuse.kinds import get_kind
+from clinfuse.outputs import ModalitySpecEntry, ModelSpec
 from clinfuse.training.data import encoder_specs, kind_settings
 from clinfuse.training.loop import scores_from_logits
 from clinfuse.training.run import TrainedModel, n_outputs_for
@@ -45,16 +46,16 @@ class FoldEnsemble(nn.Module):
         self.spec = spec
 
 
-def model_spec(trained: TrainedModel, cohort: Cohort, config: ExperimentConfig) -> dict[str, Any]:
+def model_spec(trained: TrainedModel, cohort: Cohort, config: ExperimentConfig) -> ModelSpec:
     """The JSON description :func:`model_from_spec` rebuilds the ensemble from (no patient data inside)."""
     modalities = [
-        {
-            "name": name,
-            "kind": cohort.modalities[name].type,
-            "description": cohort.modalities[name].kind.describe(
+        ModalitySpecEntry(
+            name=name,
+            kind=cohort.modalities[name].type,
+            description=cohort.modalities[name].kind.describe(
                 cohort.modalities[name], kind_settings(config, cohort, name)
             ),
-        }
+        )
         for name in trained.plan.modalities
     ]
     folds = [
@@ -64,16 +65,16 @@ def model_spec(trained: TrainedModel, cohort: Cohort, config: ExperimentConfig) 
         }
         for f in trained.folds
     ]
-    return {
-        "task": cohort.task,
-        "classes": cohort.classes,
-        "model_name": trained.plan.name,
-        "modalities": modalities,
-        "fusion": trained.plan.fusion.model_dump(mode="json"),
-        "n_outputs": n_outputs_for(cohort),
-        "threshold": trained.threshold,
-        "encoders": folds,
-    }
+    return ModelSpec(
+        task=cohort.task,
+        classes=cohort.classes,
+        model_name=trained.plan.name,
+        modalities=modalities,
+        fusion=trained.plan.fusion.model_dump(mode="json"),
+        n_outputs=n_outputs_for(cohort),
+        threshold=trained.threshold,
+        encoders=folds,
+    )
 
 
 def ensemble_of(

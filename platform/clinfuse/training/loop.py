@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from clinfuse.config import TrainingConfig
 from clinfuse.fusion import MultimodalModel, modality_dropout
+from clinfuse.metric_catalog import SURVIVAL_ALIASES
 from clinfuse.training.distributed import (
     current_context,
     rank_seed,
@@ -209,8 +210,8 @@ def train_fold(
         torch.manual_seed(rank_seed(seed, ctx))
     generator = torch.Generator(device="cpu").manual_seed(rank_seed(seed, ctx))
     metric = cfg.early_stopping.metric
-    if task == "survival" and metric in ("auroc", "auprc"):
-        metric = "c_index"
+    if task == "survival":
+        metric = SURVIVAL_ALIASES.get(metric, metric)
     # Epoch 1 always records its weights below, so nothing needs copying before training starts.
     best = FoldResult({}, 0, float("nan"))
     stale = 0

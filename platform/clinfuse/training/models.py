@@ -7,17 +7,11 @@ from dataclasses import dataclass
 from clinfuse.config import ExperimentConfig, FusionConfig
 from clinfuse.errors import ConfigError
 from clinfuse.fusion import list_fusions
+from clinfuse.metric_catalog import stopping_metrics
 
 # A one-modality model needs no interaction between modalities: a concatenation head over one embedding is
 # the plain unimodal classifier, so every unimodal baseline shares the same head design.
 _UNIMODAL_HEAD = "concat"
-
-_CLASSIFICATION_METRICS = (
-    "accuracy", "auprc", "auroc", "balanced_accuracy", "brier", "ece", "f1", "log_loss", "sensitivity",
-    "specificity",
-)  # fmt: skip
-# auroc/auprc name the survival model's C-index (see training.loop), so survival accepts them too.
-_SURVIVAL_METRICS = ("c_index", "uno_c", "td_auc", "ibs", "auroc", "auprc")
 
 
 @dataclass(frozen=True)
@@ -72,7 +66,7 @@ def check_names(config: ExperimentConfig, available: list[str], task: str) -> No
     for key, method in [("fusion.method", config.fusion.method)] + [("compare", m) for m in config.compare]:
         if method not in fusions:
             problems.append(f"config key '{key}': unknown method {method!r}; choose one of: {', '.join(fusions)}")
-    metrics = _SURVIVAL_METRICS if task == "survival" else _CLASSIFICATION_METRICS
+    metrics = stopping_metrics(task)
     metric = config.training.early_stopping.metric
     if metric not in metrics:
         problems.append(

@@ -21,6 +21,7 @@ import torch
 from clinfuse.cohort import Cohort, Splits
 from clinfuse.config import ExperimentConfig
 from clinfuse.fusion import MultimodalModel, build_model
+from clinfuse.outputs import checkpoint_file
 from clinfuse.training.callbacks import TrainingCallback
 from clinfuse.training.data import FoldInputs, PatientDataset, encoder_specs, fit_fold_inputs, make_loader
 from clinfuse.training.distributed import broadcast_object, current_context, make_train_loader
@@ -87,7 +88,7 @@ def _fold_seed(seed: int, model_index: int, fold: int) -> int:
 
 
 def _checkpoint_path(run_dir: Path, plan: ModelPlan, fold: int) -> Path:
-    return run_dir / "checkpoints" / plan.name / f"fold{fold}.pt"
+    return checkpoint_file(run_dir, plan.name, fold)
 
 
 def _save_checkpoint(path: Path, result: FoldResult, val_metrics: dict[str, float], threshold: float | None) -> None:
