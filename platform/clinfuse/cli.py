@@ -76,9 +76,21 @@ def cohort_synth(
     missing_rate: list[str] = typer.Option([], help="MODALITY=RATE share of patients lacking it (repeatable)."),
     signal: list[str] = typer.Option([], help="MODALITY=WEIGHT logit weight of a modality (repeatable)."),
     genes: int = typer.Option(200, help="Genes in genomic.csv."),
+    modality: list[str] = typer.Option(
+        [],
+        help="NAME=KIND extra modality of a registered kind, e.g. ecg=signal (repeatable; added after the defaults).",
+    ),
 ) -> None:
     """Write a synthetic cohort with known truth (truth.json)."""
     from clinfuse.cohort import synthesize_cohort
+    from clinfuse.cohort.synthetic import DEFAULT_MODALITIES
+
+    extra: dict[str, str] = {}
+    for item in modality:
+        name, sep, kind = item.partition("=")
+        if not sep or not name.strip() or not kind.strip():
+            raise ClinfuseError(f"--modality {item!r}: expected NAME=KIND, e.g. --modality ecg=signal")
+        extra[name.strip()] = kind.strip()
 
     folder = synthesize_cohort(
         out,
@@ -90,6 +102,7 @@ def cohort_synth(
         missing_rate=_pairs(missing_rate, "--missing-rate"),
         weights=_pairs(signal, "--signal") or None,
         n_genes=genes,
+        modalities={**DEFAULT_MODALITIES, **extra},
     )
     typer.echo(f"wrote {folder}")
 
