@@ -185,3 +185,45 @@ def test_unknown_signal_setting_is_a_config_error(signal_cohort: Path) -> None:
         "config key 'inputs.clinical.x': unknown key for this kind (modality 'clinical' is a tabular modality)",
         "config key 'inputs.ecg.windw': unknown key for this kind (modality 'ecg' is a signal modality)",
     ]
+
+
+@pytest.mark.slow
+def test_signal_modality_end_to_end(tmp_path: Path) -> None:
+    """A run with an ECG modality: trained, explained (strips and channel importance), reported, and its logged
+    model rebuilds the same test predictions from the raw files."""
+    from clinfuse.pipeline import run_experiment
+    from clinfuse.training.inference import cohort_input_frame, ensemble_of, predict_frame
+
+    root = synthesize_cohort(tmp_path / "coh", patients=40, seed=8, modalities=MODALITIES, weights={"ecg": 2.5})
+    config = validate_config(
+        {
+            "name": "ecg",
+            "cohort": str(root),
+            "encoders": {"clinical": {"embed_dim": 4, "hidden": [8]}, "ecg": {"embed_dim": 8}},
+            "inputs": {"ecg": {"window": 6}},
+            "fusion": {"hidden": 8},
+            "training": {"epochs": 2, "batch_size": 8},
+            "evaluation": {"folds": 2, "bootstrap": 20},
+            "explain": {"max_patients": 6, "saliency_patients": 2},
+            "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "log_model": False},
+            "report": {"out_dir": str(tmp_path / "reports")},
+            "device": "cpu",
+        }
+    )
+    outcome = run_experiment(config, project_dir=tmp_path)
+    run_dir = outcome.run_dir
+    strips = sorted((run_dir / "overlays" / "ecg").glob("*.png"))
+    assert len(strips) == 2
+    channels = pd.read_csv(run_dir / "features_ecg.csv")
+    assert set(channels["feature"]) == {"I", "II"} and np.isfinite(channels["attribution"]).all()
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "ecg saliency" in html and "resampled to 100 Hz, window 6 s (600 samples)" in html
+    # The logged model's path: raw .npy files and rates in, the run's own test predictions out.
+    cohort = load_cohort(root)
+    primary = outcome.trained[0]
+    ensemble, states = ensemble_of(primary, cohort, config)
+    frame = cohort_input_frame(cohort, cohort.modality_names, primary.test.index)
+    assert {"ecg.path", "ecg.sampling_rate"} <= set(frame.columns)
+    predicted = predict_frame(ensemble, states, frame)["prob"].to_numpy()
+    written = pd.read_csv(run_dir / "predictions.csv").query("model == 'gated'")["prob"].to_numpy()
+    np.testing.assert_allclose(predicted, written, atol=1e-5)
