@@ -134,6 +134,8 @@ class ExplainConfig(_Strict):
     feature_attributions: bool = True
     max_patients: int = Field(200, gt=0)
     saliency_patients: int = Field(4, ge=0)
+    # None: on when ``compare`` is non-empty (a comparison run is where an extra model is expected).
+    ablate_flagged: bool | None = None
 
 
 class ReportConfig(_Strict):

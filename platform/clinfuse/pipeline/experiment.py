@@ -21,6 +21,7 @@ from clinfuse import outputs
 from clinfuse.cohort import Cohort, cohort_summary, load_cohort, make_splits
 from clinfuse.config import ExperimentConfig, config_to_dict
 from clinfuse.errors import ConfigError
+from clinfuse.pipeline.ablation import ablate_flagged
 from clinfuse.pipeline.artifacts import ensure_writable_dir, log_model, write_json
 from clinfuse.pipeline.callbacks import MlflowCallback, ProgressCallback
 from clinfuse.pipeline.cohort_view import restrict_to_modalities
@@ -160,6 +161,20 @@ def _run(
             from clinfuse.pipeline.explanations import explain_run
 
             explain_run(primary, cohort, splits, pseudo_ids, config, run_dir, device)
+            # Flags are known only now: models without a flagged modality join the comparison after the fact.
+            ablated = ablate_flagged(
+                trained,
+                metrics,
+                cohort=cohort,
+                splits=splits,
+                config=config,
+                prepared=prepared,
+                pseudo_ids=pseudo_ids,
+                run_dir=run_dir,
+                device=device,
+                callbacks=callbacks,
+            )
+            comparison = comparison if ablated is None else ablated
         report = None
         if config.report.enabled:
             from clinfuse.reports import build_report

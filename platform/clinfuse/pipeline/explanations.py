@@ -21,6 +21,7 @@ from clinfuse.config import ExperimentConfig
 from clinfuse.explain import ModalityShapley, cohort_summary, model_modality_shapley
 from clinfuse.kinds import ExplainContext, FoldView
 from clinfuse.pipeline.artifacts import write_json
+from clinfuse.pipeline.usefulness import log_usefulness, modality_usefulness, write_usefulness
 from clinfuse.training.data import PatientDataset, make_loader
 from clinfuse.training.loop import scores_from_logits
 from clinfuse.training.run import FoldModel, TrainedModel
@@ -75,9 +76,11 @@ def explain_run(
     run_dir: Path,
     device: torch.device,
 ) -> pd.DataFrame:
-    """Write ``contributions.csv``, ``modality_summary.json``, ``features_<m>.csv`` and ``overlays/``.
+    """Write ``contributions.csv``, ``modality_summary.json``, ``modality_importance.json``/``.csv``,
+    ``features_<m>.csv`` and ``overlays/``; log the SAGE values to the active MLflow run.
 
-    Explains at most ``config.explain.max_patients`` test patients (in test order).
+    Explains at most ``config.explain.max_patients`` test patients (in test order); usefulness (SAGE) is
+    computed on every test patient, and per fold on its validation patients.
     """
     assert trained.test is not None
     positions = np.arange(min(len(trained.test.index), config.explain.max_patients))
@@ -102,15 +105,16 @@ def explain_run(
     predicted = classes if cohort.task == "multiclass" else None
     if cohort.task == "binary":
         predicted = (prob >= (trained.threshold if trained.threshold is not None else 0.5)).astype(int)
-    write_json(
-        run_dir / outputs.MODALITY_SUMMARY,
-        cohort_summary(
-            result,
-            labels=cohort.y[indices],
-            predictions=predicted,
-            class_names=cohort.classes if cohort.task != "survival" else None,
-        ),
+    usefulness = modality_usefulness(trained, cohort, splits, config, result)
+    write_usefulness(usefulness, run_dir)
+    log_usefulness(usefulness)
+    summary = cohort_summary(
+        result,
+        labels=cohort.y[indices],
+        predictions=predicted,
+        class_names=cohort.classes if cohort.task != "survival" else None,
     )
+    write_json(run_dir / outputs.MODALITY_SUMMARY, {**summary, **usefulness.summary()})
     if config.explain.feature_attributions:
         views = [_fold_view(f, trained, cohort, splits) for f in trained.folds]
         for column, name in enumerate(trained.plan.modalities):

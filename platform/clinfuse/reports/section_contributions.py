@@ -10,6 +10,7 @@ import pandas as pd
 from clinfuse.reports import modality_summary, plots
 from clinfuse.reports.markup import Raw, figure, heading, missing, note, para, section, table
 from clinfuse.reports.run_folder import RunFolder, label_indices
+from clinfuse.reports.section_usefulness import usefulness_parts
 
 
 def modality_columns(frame: pd.DataFrame, modalities: list[str], prefix: str) -> list[str]:
@@ -230,9 +231,11 @@ def contributions_section(run: RunFolder) -> Raw:
             else note("contributions.csv has no phi_<modality> columns.")
         )
         parts.extend(_summary_only(summary or {}))
+        parts.extend(usefulness_parts(run))
         parts.extend(_interactions(summary or {}))
         return section("contributions", "Modality contributions", parts)
     parts.extend(_overall(frame, modalities))
+    parts.extend(usefulness_parts(run))
     parts.extend(_per_class(run, frame, modalities))
     parts.extend(_per_predicted(summary or {}))
     samples = [frame.loc[present_mask(frame, m), f"phi_{m}"].to_numpy(float) for m in modalities]

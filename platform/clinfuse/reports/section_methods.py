@@ -16,6 +16,16 @@ _HOW = (
     "patients.",
     "Efficiency holds: for every patient f(∅) + Σ φ_m = f(x) (checked in the contributions section). A "
     "modality the patient lacks gets φ = 0.",
+    "Usefulness is separate from influence. φ measures how much a modality moves the output (influence); "
+    "SAGE (Covert et al. 2020) measures how much it lowers the fold ensemble's loss on the held-out test "
+    "patients (usefulness): the exact Shapley value of each modality, over all 2^M coalitions, in the game "
+    "'loss with no modality minus loss with this set' (log-loss; negative Cox partial log-likelihood per "
+    "event for survival), with absent modalities on the missing path; the same game with AUROC (C-index for "
+    "survival) as the value is reported too. The values of a game sum to the gap between no modality and all "
+    "of them. CIs are percentile bootstraps over test patients (the exact values recomputed per resample); "
+    "each fold model is also scored on its own validation patients. A modality whose mean |φ| exceeds a third "
+    "of the top modality's while its SAGE CI does not lie above 0 is flagged; with ablation on, the primary "
+    "model is retrained without it and compared on the same test patients.",
     "Within-modality attributions (top clinical variables, top genes) are SHAP values of the modality's "
     "encoder path; they sum to the difference between the patient's output and the output with that "
     "modality's background inputs, not to the modality's φ. Image overlays are saliency maps: where the "
@@ -40,6 +50,9 @@ _SURVIVAL = (
 _NOT = (
     "Not causal: φ says how much the trained model's output moved when a modality was available, not what"
     " would happen to the patient if the measurement changed.",
+    "Influence is not usefulness: a large φ means the model reacts to a modality, not that the modality makes"
+    " its predictions better; a model can fit noise in a modality that carries no information. Read φ beside"
+    " SAGE on held-out patients.",
     "Gates are not explanations: gate values are internal mixing weights; attention-like weights need not"
     " agree with a modality's effect on the output (Jain & Wallace, 2019, 'Attention is not "
     "Explanation').",

@@ -78,7 +78,15 @@ _OPTIONAL_COLUMNS = {
     "fold_mean": "fold mean",
     "fold_sd": "fold sd",
     "diff_vs_best_unimodal": "diff vs best unimodal",
+    "diff_vs_primary": "diff vs primary",
+    "p_vs_primary": "p vs primary",
 }
+
+_ABLATION = (
+    "Rows of kind ablation are the primary model retrained without a modality that was flagged as influential "
+    "but not useful (see the contributions section); diff vs primary is the ablation's {metric} minus the "
+    "primary's on the same test patients, with a paired bootstrap p-value (p vs primary)."
+)
 
 
 def _all_models(metrics: dict[str, Any] | None) -> list[str]:
@@ -130,6 +138,8 @@ def _comparison(run: RunFolder) -> list[str]:
             f"model{best} on the same test patients; it is not corrected for the number of models compared."
         ),
     ]
+    if (head["kind"].astype(str) == "ablation").any():
+        parts.append(para(_ABLATION.format(metric=metric)))
     if frame["metric"].nunique() > 1:
         every = [
             (

@@ -20,7 +20,7 @@ class ModelPlan:
 
     Args:
         name: the model's name in tables, MLflow and reports (``gated``, ``concat``, ``clinical_only``...).
-        kind: ``fusion`` or ``unimodal``.
+        kind: ``fusion``, ``unimodal`` or ``ablation`` (the primary model without a flagged modality).
         modalities: the modalities it sees, in model order.
         fusion: its fusion settings.
     """
@@ -94,3 +94,18 @@ def plan_models(config: ExperimentConfig, modalities: list[str]) -> list[ModelPl
     unimodal_fusion = config.fusion.model_copy(update={"method": _UNIMODAL_HEAD})
     plans.extend(ModelPlan(f"{m}_only", "unimodal", (m,), unimodal_fusion) for m in modalities)
     return plans
+
+
+def ablation_plan(primary: ModelPlan, drop: str) -> ModelPlan:
+    """The primary model retrained without ``drop`` (kind ``ablation``, named ``<primary>_without_<drop>``).
+
+    Args:
+        primary: the run's primary model.
+        drop: one of its modalities; at least one other must remain.
+    """
+    kept = tuple(m for m in primary.modalities if m != drop)
+    if len(kept) == len(primary.modalities) or not kept:
+        raise ValueError(f"cannot drop {drop!r} from {primary.name} (modalities {', '.join(primary.modalities)})")
+    # One remaining modality has nothing to fuse: it gets the unimodal head, as the unimodal baselines do.
+    fusion = primary.fusion if len(kept) > 1 else primary.fusion.model_copy(update={"method": _UNIMODAL_HEAD})
+    return ModelPlan(f"{primary.name}_without_{drop}", "ablation", kept, fusion)
