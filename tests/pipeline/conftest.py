@@ -65,7 +65,8 @@ def compare_run(tmp_path_factory: pytest.TempPathFactory, cohort_dir: Path) -> C
         cohort_dir,
         "tiny",
         compare=["gated", "concat"],
-        explain={"max_patients": 10, "saliency_patients": 1},
+        # Ablation of flagged modalities has its own test (test_usefulness_run.py); here the model list is fixed.
+        explain={"max_patients": 10, "saliency_patients": 1, "ablate_flagged": False},
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     start = time.perf_counter()
