@@ -73,6 +73,7 @@ def test_sage_of_the_ensemble_is_efficient_and_matches_the_test_predictions(flag
     assert sum(gains) == pytest.approx(metric["value_full"] - metric["value_empty"], abs=1e-9)
     # loss(all) is the fold ensemble's log-loss on every test patient: the same numbers predictions.csv holds.
     predictions = pd.read_csv(run_dir / "predictions.csv")
+    predictions = predictions[predictions["model"] == "gated"]
     assert loss["n_patients"] == len(predictions) == 12
     p, y = predictions["prob"].to_numpy(), predictions["label"].astype(int).to_numpy()
     assert loss["value_full"] == pytest.approx(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)), abs=1e-5)
@@ -124,6 +125,8 @@ def test_flagged_modality_gets_an_ablation_row(flagged_run: tuple[Path, str]) ->
     assert comparison.drop(index="gated_without_imaging")["p_vs_primary"].isna().all()
     history = pd.read_csv(run_dir / "history.csv")
     assert set(history["model"]) == set(comparison.index)
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert (predictions["model"] == "gated_without_imaging").sum() == 12
 
 
 def test_report_shows_influence_beside_usefulness(flagged_run: tuple[Path, str]) -> None:
