@@ -85,7 +85,14 @@ def test_files_and_report_part(tmp_path: Path) -> None:
     (tmp_path / "run_info.json").write_text(json.dumps({"task": "binary", "modalities": MODALITIES}))
     (tmp_path / "metrics.json").write_text(json.dumps({"genomic_only": {"kind": "unimodal", "test": {"auroc": 0.81}}}))
     text = html.unescape(re.sub(r"<[^>]+>", " ", "".join(usefulness_parts(load_run_folder(tmp_path)))))
-    assert "The model reacts to imaging, but imaging does not improve its predictions on held-out patients" in text
+    loss_entry = result.test["loss"]
+    share = result.influence["imaging"] / max(result.influence.values())
+    assert (
+        f"The model reacts to imaging (mean |φ| {fmt(result.influence['imaging'])}, {share:.0%} of the top "
+        f"modality's), but imaging does not improve its predictions on held-out patients (SAGE "
+        f"{fmt(loss_entry.values[0], 4)} log-loss, 95% CI {fmt(loss_entry.ci_low[0], 4)} to "
+        f"{fmt(loss_entry.ci_high[0], 4)}): likely noise the model fitted."
+    ) in text
     assert "reacts to clinical" not in text and "reacts to genomic" not in text
     loss = result.test["loss"]
     genomic = f"{fmt(loss.values[2], 4)} ({fmt(loss.ci_low[2], 4)} to {fmt(loss.ci_high[2], 4)})"

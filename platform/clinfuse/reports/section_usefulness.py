@@ -107,7 +107,8 @@ def usefulness_parts(run: RunFolder) -> list[str]:
     ]
     if flags:
         parts.append(heading("Influential but not useful", level=4))
-        parts.extend(note(_plain(m, sentence)) for m, sentence in flags.items())
+        entries = loss.get("modalities") or {}
+        parts.extend(note(_plain(m, influence.get(m), top, entries.get(m), f"{loss_unit}, {ci}")) for m in flags)
     elif loss.get("modalities") and loss.get("n_resamples", 0) == 0:
         parts.append(note("No bootstrap CIs (evaluation.bootstrap: 0), so no modality could be flagged."))
     else:
@@ -115,9 +116,16 @@ def usefulness_parts(run: RunFolder) -> list[str]:
     return parts
 
 
-def _plain(modality: str, sentence: str) -> str:
-    """The flag's headline in plain words, then the recorded sentence with the numbers."""
-    return (
-        f"The model reacts to {modality}, but {modality} does not improve its predictions on held-out patients: "
-        f"likely noise the model fitted. In numbers: {sentence}."
-    )
+def _plain(modality: str, strength: float | None, top: float, entry: dict[str, Any] | None, unit: str) -> str:
+    """One flag in plain words, with the numbers it rests on."""
+    worse = entry is not None and entry.get("ci_high") is not None and entry["ci_high"] < 0
+    effect = "makes its predictions worse" if worse else "does not improve its predictions"
+    reacts = f"The model reacts to {modality}"
+    if strength is not None and top > 0:
+        reacts += f" (mean |φ| {fmt(strength)}, {strength / top:.0%} of the top modality's)"
+    numbers = ""
+    if entry and entry.get("value") is not None:
+        numbers = (
+            f" (SAGE {fmt(entry['value'], 4)} {unit} {fmt(entry.get('ci_low'), 4)} to {fmt(entry.get('ci_high'), 4)})"
+        )
+    return f"{reacts}, but {modality} {effect} on held-out patients{numbers}: likely noise the model fitted."
