@@ -148,17 +148,20 @@ def _print_outcome(outcome: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"clinfuse run {outcome.run_id}")
-    for column in ("model", "kind", "metric", "test [95% CI]", "CV mean ± sd", "p vs best unimodal"):
+    columns = ("model", "kind", "metric", "test [95% CI]", "CV mean ± sd", "p vs best unimodal", "p vs best classical")
+    for column in columns:
         table.add_column(column)
     for row in outcome.comparison.itertuples():
-        p_value = "" if row.p_vs_best_unimodal != row.p_vs_best_unimodal else f"{row.p_vs_best_unimodal:.3f}"
+        p_values = [
+            "" if value != value else f"{value:.3f}" for value in (row.p_vs_best_unimodal, row.p_vs_best_classical)
+        ]
         table.add_row(
             row.model,
             row.kind,
             row.metric,
             f"{row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
             f"{row.fold_mean:.3f} ± {row.fold_sd:.3f}",
-            p_value,
+            *p_values,
         )
     console = Console()
     console.print(table)
