@@ -207,6 +207,20 @@ def run(
     _run_and_report(cfg, resume)
 
 
+@app.command("tune")
+def tune(
+    config: Path = typer.Argument(..., help="Experiment YAML whose primary model is tuned."),
+    trials: int = typer.Option(20, help="Trials to add (an interrupted search resumes from its stored study)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key: --set training.epochs=5 (repeatable)."),
+) -> None:
+    """Search learning rate, weight decay, sizes and dropouts on the training folds; write <config>.tuned.yaml."""
+    from clinfuse.pipeline.tune import tune as tune_config
+
+    outcome = tune_config(config, trials, overrides=set_)
+    typer.echo(f"best mean validation score {outcome.best_value:.4f} after {outcome.trials} trials")
+    typer.echo(f"tuned config: {outcome.tuned_config}")
+
+
 @app.command("explain")
 def explain(run_id: str = typer.Argument(..., help="MLflow run id of a finished clinfuse run.")) -> None:
     """(Re)compute a run's explanations from its checkpoints and log them to the same run."""
