@@ -153,7 +153,7 @@ class _CoxnetCV:
         return self.best_.predict(x)
 
 
-def _boosting(task: str, seed: int) -> Any:
+def _boosting(task: str, seed: int, n_train: int) -> Any:
     if task == "survival":
         from sksurv.ensemble import GradientBoostingSurvivalAnalysis
 
@@ -164,16 +164,24 @@ def _boosting(task: str, seed: int) -> Any:
         )
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    # Early stopping holds out part of the fold's training patients, never its validation or test patients.
+    # Leaves of 20 patients (scikit-learn's default) leave a cohort of a few dozen patients without a split, so
+    # the leaf size follows the fold. Early stopping holds out part of the fold's training patients (never its
+    # validation or test patients), but only once that hold-out is large enough to be more than noise.
+    stop = n_train >= 200
     return HistGradientBoostingClassifier(
-        max_iter=300, learning_rate=0.05, early_stopping=True, validation_fraction=0.2, random_state=seed
+        max_iter=300 if stop else 100,
+        learning_rate=0.05,
+        min_samples_leaf=max(5, min(20, n_train // 25)),
+        early_stopping=stop,
+        validation_fraction=0.2 if stop else None,
+        random_state=seed,
     )
 
 
 def make_estimator(name: str, task: str, seed: int, y_train: np.ndarray) -> Any:
     """An unfitted classical estimator of ``name`` (``*_regression`` or ``gradient_boosting``)."""
     if name == "gradient_boosting":
-        return _boosting(task, seed)
+        return _boosting(task, seed, len(y_train))
     return _linear(task, seed, len(y_train), y_train)
 
 
