@@ -139,6 +139,51 @@ def _one_cohort(patients: int, size: int, epochs: int, folds: int, seed: int, en
     }
 
 
+def classical_only(patients: int = 1000, size: int = 16, folds: int = 3, seeds: list[int] | None = None) -> dict:
+    """The classical baselines alone on the benchmark's cohorts, folds and test patients (seconds, not minutes):
+    test AUROC as a share of Bayes and CPU seconds per cohort, to set beside a full run's figures."""
+    from clinfuse.training.classical import classical_plans, train_classical
+    from clinfuse.training.data import prepare_inputs
+    from clinfuse.training.loop import evaluate_scores, scores_from_logits
+
+    runs = []
+    for seed in seeds if seeds is not None else [0, 1, 2]:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = synthesize_cohort(
+                Path(tmp) / "cohort",
+                patients=patients,
+                spatial_dims=2,
+                size=size,
+                seed=seed,
+                missing_rate={"genomic": 0.2, "imaging": 0.1},
+            )
+            truth = json.loads((root / "truth.json").read_text())
+            config = validate_config(_config(root, size, 1, folds, None))
+            config.seed = seed
+            cohort = load_cohort(root)
+            splits = make_splits(cohort.y, folds, 0.3, seed)
+            test = splits.test
+            true_logit = np.array([sum(truth["contributions"][cohort.patient_ids[i]].values()) for i in test])
+            bayes = float(roc_auc_score(cohort.y[test], true_logit))
+            prepared = prepare_inputs(cohort, cohort.modality_names, config, Path(tmp) / "cache")
+            row: dict[str, Any] = {"seed": seed, "bayes_test_auroc": bayes}
+            for plan in classical_plans(config, cohort.modality_names, cohort.task):
+                start = time.process_time()
+                model = train_classical(plan, cohort, config, splits, prepared)
+                scores = scores_from_logits(model.test.logits, cohort.task)
+                auroc = evaluate_scores(cohort.task, cohort.y[test], scores, model.threshold)["auroc"]
+                row[plan.name] = {"test_auroc": auroc, "share_of_bayes": auroc / bayes}
+                row[plan.name]["cpu_seconds"] = time.process_time() - start
+            runs.append(row)
+    names = [k for k in runs[0] if isinstance(runs[0][k], dict)]
+    return {
+        "patients": patients,
+        "image": f"{size}^2",
+        "share_of_bayes": {n: float(np.mean([r[n]["share_of_bayes"] for r in runs])) for n in names},
+        "runs": runs,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=1000)
@@ -147,7 +192,11 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--encoder", default=None, help="image encoder (default: the image kind's choice)")
+    parser.add_argument("--classical-only", action="store_true", help="only the classical baselines (seconds)")
     args = parser.parse_args()
+    if args.classical_only:
+        print(json.dumps(classical_only(args.patients, args.size, args.folds, args.seeds), indent=2))
+        return
     result = benchmark_accuracy(args.patients, args.size, args.epochs, args.folds, args.seeds, args.encoder)
     print(json.dumps(result, indent=2))
 
