@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinfuse import outputs
 from clinfuse.reports import modality_summary, plots
 from clinfuse.reports.markup import Raw, figure, heading, missing, note, para, section, table
 from clinfuse.reports.run_folder import RunFolder, label_indices
@@ -219,7 +220,7 @@ def _gates(frame: pd.DataFrame, modalities: list[str]) -> list[str]:
 
 def _deep_vs_classical(run: RunFolder, frame: pd.DataFrame, modalities: list[str]) -> list[str]:
     """Each modality's share of mean |φ| for the primary model and for every classical baseline."""
-    classical = run.get("classical_contributions.csv")
+    classical = run.get(outputs.CLASSICAL_CONTRIBUTIONS)
     if classical is None or "model" not in classical.columns:
         return []
     rows = [(f"{run.primary_model} (primary)", "deep", *cohort_contributions(frame, modalities)["share"])]
