@@ -27,12 +27,12 @@ from clinfuse.config import validate_config
 from clinfuse.pipeline.experiment import run_experiment
 
 
-def _config(cohort: Path, size: int, epochs: int, folds: int) -> dict[str, Any]:
+def _config(cohort: Path, size: int, epochs: int, folds: int, encoder: str | None) -> dict[str, Any]:
     return {
         "name": "bench_accuracy",
         "cohort": str(cohort),
         "encoders": {
-            "imaging": {"name": "resnet10", "embed_dim": 16},
+            "imaging": {"name": encoder, "embed_dim": 16},
             "clinical": {"embed_dim": 16, "hidden": [32]},
             "genomic": {"embed_dim": 16, "hidden": [64], "top_k_genes": 100},
         },
@@ -52,7 +52,12 @@ def _config(cohort: Path, size: int, epochs: int, folds: int) -> dict[str, Any]:
 
 
 def benchmark_accuracy(
-    patients: int = 1000, size: int = 32, epochs: int = 15, folds: int = 3, seeds: list[int] | None = None
+    patients: int = 1000,
+    size: int = 32,
+    epochs: int = 15,
+    folds: int = 3,
+    seeds: list[int] | None = None,
+    encoder: str | None = None,
 ) -> dict[str, Any]:
     """Test AUROC as a share of the Bayes-optimal AUROC, averaged over synthetic cohorts drawn with ``seeds``.
 
@@ -65,9 +70,14 @@ def benchmark_accuracy(
         epochs: maximum epochs per fold (early stopping may end sooner).
         folds: cross-validation folds (the test prediction is their ensemble).
         seeds: each seeds one cohort and its run (default ``[0, 1, 2]``).
+        encoder: the image encoder (None: the image kind's default for the input size).
+
+    The classical baselines of every run (same folds and test patients) are reported beside the primary model.
     """
-    runs = [_one_cohort(patients, size, epochs, folds, seed) for seed in (seeds if seeds is not None else [0, 1, 2])]
+    chosen = seeds if seeds is not None else [0, 1, 2]
+    runs = [_one_cohort(patients, size, epochs, folds, seed, encoder) for seed in chosen]
     shares = [run["auroc_share_of_bayes"] for run in runs]
+    classical = sorted({name for run in runs for name in run["classical_test_auroc"]})
     return {
         "patients": patients,
         "image": f"{size}^2",
@@ -77,12 +87,17 @@ def benchmark_accuracy(
         "auroc_share_of_bayes": float(np.mean(shares)),
         "auroc_share_of_bayes_min": float(np.min(shares)),
         "auroc_share_of_bayes_max": float(np.max(shares)),
+        "encoder": encoder or "default",
+        "classical_share_of_bayes": {
+            name: float(np.mean([run["classical_test_auroc"][name] / run["bayes_test_auroc"] for run in runs]))
+            for name in classical
+        },
         "wall_seconds_mean": float(np.mean([run["wall_seconds"] for run in runs])),
         "runs": runs,
     }
 
 
-def _one_cohort(patients: int, size: int, epochs: int, folds: int, seed: int) -> dict[str, Any]:
+def _one_cohort(patients: int, size: int, epochs: int, folds: int, seed: int, encoder: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = synthesize_cohort(
             Path(tmp) / "cohort",
@@ -93,14 +108,14 @@ def _one_cohort(patients: int, size: int, epochs: int, folds: int, seed: int) ->
             missing_rate={"genomic": 0.2, "imaging": 0.1},
         )
         truth = json.loads((root / "truth.json").read_text())
-        config = validate_config(_config(root, size, epochs, folds))
+        config = validate_config(_config(root, size, epochs, folds, encoder))
         config.seed = seed
         previous = Path.cwd()
         os.chdir(tmp)  # the MLflow store, reports/ and the salt go to the temporary folder
         try:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             outcome = run_experiment(config, project_dir=Path(tmp))
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
         finally:
             os.chdir(previous)
         cohort = load_cohort(root)
@@ -116,7 +131,56 @@ def _one_cohort(patients: int, size: int, epochs: int, folds: int, seed: int) ->
         "bayes_test_auroc": bayes,
         "bayes_cohort_auroc": truth["bayes_auroc"],
         "auroc_share_of_bayes": auroc / bayes,
+        "classical_test_auroc": {
+            name: float(m["test"]["auroc"]) for name, m in outcome.metrics.items() if m["kind"] == "classical"
+        },
         "wall_seconds": seconds,
+        "cpu_seconds": cpu,
+    }
+
+
+def classical_only(patients: int = 1000, size: int = 16, folds: int = 3, seeds: list[int] | None = None) -> dict:
+    """The classical baselines alone on the benchmark's cohorts, folds and test patients (seconds, not minutes):
+    test AUROC as a share of Bayes and CPU seconds per cohort, to set beside a full run's figures."""
+    from clinfuse.training.classical import classical_plans, train_classical
+    from clinfuse.training.data import prepare_inputs
+    from clinfuse.training.loop import evaluate_scores, scores_from_logits
+
+    runs = []
+    for seed in seeds if seeds is not None else [0, 1, 2]:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = synthesize_cohort(
+                Path(tmp) / "cohort",
+                patients=patients,
+                spatial_dims=2,
+                size=size,
+                seed=seed,
+                missing_rate={"genomic": 0.2, "imaging": 0.1},
+            )
+            truth = json.loads((root / "truth.json").read_text())
+            config = validate_config(_config(root, size, 1, folds, None))
+            config.seed = seed
+            cohort = load_cohort(root)
+            splits = make_splits(cohort.y, folds, 0.3, seed)
+            test = splits.test
+            true_logit = np.array([sum(truth["contributions"][cohort.patient_ids[i]].values()) for i in test])
+            bayes = float(roc_auc_score(cohort.y[test], true_logit))
+            prepared = prepare_inputs(cohort, cohort.modality_names, config, Path(tmp) / "cache")
+            row: dict[str, Any] = {"seed": seed, "bayes_test_auroc": bayes}
+            for plan in classical_plans(config, cohort.modality_names, cohort.task):
+                start = time.process_time()
+                model = train_classical(plan, cohort, config, splits, prepared)
+                scores = scores_from_logits(model.test.logits, cohort.task)
+                auroc = evaluate_scores(cohort.task, cohort.y[test], scores, model.threshold)["auroc"]
+                row[plan.name] = {"test_auroc": auroc, "share_of_bayes": auroc / bayes}
+                row[plan.name]["cpu_seconds"] = time.process_time() - start
+            runs.append(row)
+    names = [k for k in runs[0] if isinstance(runs[0][k], dict)]
+    return {
+        "patients": patients,
+        "image": f"{size}^2",
+        "share_of_bayes": {n: float(np.mean([r[n]["share_of_bayes"] for r in runs])) for n in names},
+        "runs": runs,
     }
 
 
@@ -127,8 +191,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--encoder", default=None, help="image encoder (default: the image kind's choice)")
+    parser.add_argument("--classical-only", action="store_true", help="only the classical baselines (seconds)")
     args = parser.parse_args()
-    print(json.dumps(benchmark_accuracy(args.patients, args.size, args.epochs, args.folds, args.seeds), indent=2))
+    if args.classical_only:
+        print(json.dumps(classical_only(args.patients, args.size, args.folds, args.seeds), indent=2))
+        return
+    result = benchmark_accuracy(args.patients, args.size, args.epochs, args.folds, args.seeds, args.encoder)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

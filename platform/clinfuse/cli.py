@@ -148,17 +148,20 @@ def _print_outcome(outcome: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"clinfuse run {outcome.run_id}")
-    for column in ("model", "kind", "metric", "test [95% CI]", "CV mean ± sd", "p vs best unimodal"):
+    columns = ("model", "kind", "metric", "test [95% CI]", "CV mean ± sd", "p vs best unimodal", "p vs best classical")
+    for column in columns:
         table.add_column(column)
     for row in outcome.comparison.itertuples():
-        p_value = "" if row.p_vs_best_unimodal != row.p_vs_best_unimodal else f"{row.p_vs_best_unimodal:.3f}"
+        p_values = [
+            "" if value != value else f"{value:.3f}" for value in (row.p_vs_best_unimodal, row.p_vs_best_classical)
+        ]
         table.add_row(
             row.model,
             row.kind,
             row.metric,
             f"{row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
             f"{row.fold_mean:.3f} ± {row.fold_sd:.3f}",
-            p_value,
+            *p_values,
         )
     console = Console()
     console.print(table)
@@ -202,6 +205,20 @@ def run(
         raise ClinfuseError("run: pass a config file, e.g. clinfuse run configs/demo.yaml (or --resume RUN_ID)")
     cfg = load_config(config, set_) if config is not None else config_of_run(resume, Path.cwd(), set_)
     _run_and_report(cfg, resume)
+
+
+@app.command("tune")
+def tune(
+    config: Path = typer.Argument(..., help="Experiment YAML whose primary model is tuned."),
+    trials: int = typer.Option(20, help="Trials to add (an interrupted search resumes from its stored study)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key: --set training.epochs=5 (repeatable)."),
+) -> None:
+    """Search learning rate, weight decay, sizes and dropouts on the training folds; write <config>.tuned.yaml."""
+    from clinfuse.pipeline.tune import tune as tune_config
+
+    outcome = tune_config(config, trials, overrides=set_)
+    typer.echo(f"best mean validation score {outcome.best_value:.4f} after {outcome.trials} trials")
+    typer.echo(f"tuned config: {outcome.tuned_config}")
 
 
 @app.command("explain")

@@ -164,6 +164,8 @@ class ExperimentConfig(_Strict):
         inputs: per-modality input settings, keyed by modality name, validated by the modality's kind (e.g. a
             signal's ``sampling_rate`` and ``window``); see docs/configuration.md.
         compare: fusion methods to compare; when non-empty, every unimodal model is trained too.
+        compare_classical: also fit the classical baselines (penalised logistic or Cox regression, gradient
+            boosting) on the same folds and test patients; they join the comparison as ``kind: classical``.
     """
 
     name: str = "clinfuse"
@@ -175,6 +177,7 @@ class ExperimentConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     compare: list[str] = Field(default_factory=list)
+    compare_classical: bool = True
     seed: int = 0
     device: str = "auto"
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

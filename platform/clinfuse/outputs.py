@@ -20,6 +20,7 @@ COMPARISON = "comparison.csv"  # one row per model: model, kind, metric, value, 
 HISTORY = "history.csv"  # model, fold, epoch, train_loss, val_<metric>
 PREDICTIONS = "predictions.csv"  # model, patient, fold, label|time+event, prob|prob_<class>|risk, prediction
 CONTRIBUTIONS = "contributions.csv"  # primary model: patient, label, prob, f_x, f_empty, phi_/gate_/present_<m>
+CLASSICAL_CONTRIBUTIONS = "classical_contributions.csv"  # contributions.csv layout + model, classical baselines
 MODALITY_SUMMARY = "modality_summary.json"  # cohort-level modality Shapley statistics (+ usefulness, flags)
 # SAGE usefulness: per game on test and per fold on validation, mean |phi|, flags (clinfuse.pipeline.usefulness)
 MODALITY_IMPORTANCE = "modality_importance.json"
@@ -31,7 +32,7 @@ CACHE = "cache"  # cache/<modality>/ (local; kinds' run-level caches)
 MODEL = "model"  # the logged model's artifacts before upload
 
 JSON_FILES = (RUN_INFO, COHORT_SUMMARY, METRICS, MODALITY_SUMMARY, MODALITY_IMPORTANCE)
-CSV_FILES = (SPLITS, COMPARISON, HISTORY, PREDICTIONS, CONTRIBUTIONS, MODALITY_IMPORTANCE_CSV)
+CSV_FILES = (SPLITS, COMPARISON, HISTORY, PREDICTIONS, CONTRIBUTIONS, CLASSICAL_CONTRIBUTIONS, MODALITY_IMPORTANCE_CSV)
 # Files a finished run holds and logs to MLflow as artifacts (features_<m>.csv and overlays/ come on top).
 LOGGED_FILES = (CONFIG, *JSON_FILES, *CSV_FILES, REPORT)
 _FEATURES_PREFIX = "features_"

@@ -29,6 +29,9 @@ def _fail_on_second_fold(monkeypatch: pytest.MonkeyPatch, error: BaseException) 
     monkeypatch.setattr(run_module, "train_fold", flaky)
 
 
+CLASSICAL_RUNS = [("gradient_boosting", "FINISHED"), ("logistic_regression", "FINISHED")]
+
+
 def _only_new_run(project: Path, before: set[str]) -> str:
     (run_id,) = set(run_folders(project, "small")) - before
     return run_id
@@ -83,8 +86,13 @@ def test_failed_run_is_marked_failed_and_resumes_to_the_same_result(
     assert set(run_folders(in_project, "small")) - before == {run_id}  # the same run, not a new one
     status, children = _statuses(in_project, run_id)
     assert status == "FINISHED"
-    # Resuming retrains only the failed fold, in a new child run.
-    assert children == [("gated/fold0", "FINISHED"), ("gated/fold1", "FAILED"), ("gated/fold1", "FINISHED")]
+    # Resuming retrains only the failed fold, in a new child run; the classical baselines follow the deep model.
+    assert children == [
+        ("gated/fold0", "FINISHED"),
+        ("gated/fold1", "FAILED"),
+        ("gated/fold1", "FINISHED"),
+        *CLASSICAL_RUNS,
+    ]
     _assert_same_results(run_dir, reference_run)
     assert client_for(in_project).get_run(run_id).data.metrics["test_auroc"] == pytest.approx(
         json.loads((reference_run / "metrics.json").read_text())["gated"]["test"]["auroc"]
@@ -109,5 +117,10 @@ def test_interrupted_run_is_killed_and_resumes_to_the_same_result(
     assert outcome.run_id == run_id and outcome.run_dir == run_dir
     status, children = _statuses(in_project, run_id)
     assert status == "FINISHED"
-    assert children == [("gated/fold0", "FINISHED"), ("gated/fold1", "FINISHED"), ("gated/fold1", "KILLED")]
+    assert children == [
+        ("gated/fold0", "FINISHED"),
+        ("gated/fold1", "FINISHED"),
+        ("gated/fold1", "KILLED"),
+        *CLASSICAL_RUNS,
+    ]
     _assert_same_results(run_dir, reference_run)

@@ -14,6 +14,7 @@ from clinfuse import outputs
 pytestmark = pytest.mark.slow
 
 MODELS = ["gated", "concat", "imaging_only", "clinical_only", "genomic_only"]
+CLASSICAL = ["logistic_regression", "gradient_boosting"]
 MODALITIES = ["imaging", "clinical", "genomic"]
 N_TEST = 10  # 25% of 40 patients
 
@@ -71,10 +72,12 @@ def test_predictions_cover_each_test_patient_once_for_every_model(compare_run: C
     splits = pd.read_csv(compare_run.run_dir / "splits.csv")
     everything = pd.read_csv(compare_run.run_dir / "predictions.csv")
     assert list(everything.columns) == ["model", "patient", "fold", "label", "prob", "prediction"]
-    assert list(dict.fromkeys(everything["model"])) == MODELS  # primary first, then the comparison's order
+    # Primary first, then the comparison's order, then the classical baselines.
+    assert list(dict.fromkeys(everything["model"])) == MODELS + CLASSICAL
     metrics = json.loads((compare_run.run_dir / "metrics.json").read_text())
     test_patients = set(splits.loc[splits["split"] == "test", "patient"])
-    for model in MODELS:
+    # Every model, deep or classical, is judged on exactly the same test patients.
+    for model in MODELS + CLASSICAL:
         predictions = everything[everything["model"] == model]
         assert predictions["patient"].is_unique and set(predictions["patient"]) == test_patients
         assert predictions["prob"].between(0, 1).all()
@@ -89,10 +92,10 @@ def test_predictions_cover_each_test_patient_once_for_every_model(compare_run: C
 
 def test_metrics_and_comparison_are_consistent(compare_run: CompareRun) -> None:
     metrics = json.loads((compare_run.run_dir / "metrics.json").read_text())
-    assert list(metrics) == MODELS
+    assert list(metrics) == MODELS + CLASSICAL
     comparison = pd.read_csv(compare_run.run_dir / "comparison.csv")
-    assert list(comparison["model"]) == MODELS
-    assert list(comparison["kind"]) == ["fusion", "fusion", "unimodal", "unimodal", "unimodal"]
+    assert list(comparison["model"]) == MODELS + CLASSICAL
+    assert list(comparison["kind"]) == ["fusion", "fusion", "unimodal", "unimodal", "unimodal"] + ["classical"] * 2
     assert (comparison["metric"] == "auroc").all()
     for row in comparison.itertuples():
         m = metrics[row.model]
@@ -106,12 +109,15 @@ def test_metrics_and_comparison_are_consistent(compare_run: CompareRun) -> None:
         for name, value in m["test"].items():
             if name in ("auroc", "auprc", "accuracy", "balanced_accuracy", "brier", "ece") and value is not None:
                 assert 0.0 <= value <= 1.0, (row.model, name)
-    # The best unimodal model carries no p-value; every other model one in [0, 1].
-    best = comparison["best_unimodal"].iloc[0]
-    assert best in MODELS[2:]
-    others = comparison[comparison["model"] != best]
-    assert others["p_vs_best_unimodal"].between(0, 1).all()
-    assert comparison.loc[comparison["model"] == best, "p_vs_best_unimodal"].isna().all()
+    # The best unimodal (classical) model carries no p-value against itself; every other model one in [0, 1].
+    for kind, candidates in (("unimodal", MODELS[2:]), ("classical", CLASSICAL)):
+        best = comparison[f"best_{kind}"].iloc[0]
+        assert best in candidates
+        others = comparison[comparison["model"] != best]
+        assert others[f"p_vs_best_{kind}"].between(0, 1).all()
+        assert comparison.loc[comparison["model"] == best, f"p_vs_best_{kind}"].isna().all()
+        gated = comparison.set_index("model").loc["gated"]
+        assert gated[f"diff_vs_best_{kind}"] == pytest.approx(gated["value"] - metrics[best]["test"]["auroc"])
 
 
 def test_history_has_every_epoch_of_every_fold(compare_run: CompareRun) -> None:
@@ -139,6 +145,18 @@ def test_contributions_are_efficient(compare_run: CompareRun) -> None:
     assert contributions["f_empty"].std() < 1e-6
     gates = contributions[[f"gate_{m}" for m in MODALITIES]]
     assert gates.stack().between(0, 1).all()
+
+
+def test_classical_contributions_are_efficient(compare_run: CompareRun) -> None:
+    classical = pd.read_csv(compare_run.run_dir / "classical_contributions.csv")
+    predictions = pd.read_csv(compare_run.run_dir / "predictions.csv")
+    assert list(dict.fromkeys(classical["model"])) == CLASSICAL
+    for model, rows in classical.groupby("model"):
+        assert len(rows) == N_TEST and rows["patient"].is_unique
+        phi = rows[[f"phi_{m}" for m in MODALITIES]].sum(axis=1)
+        np.testing.assert_allclose(phi, rows["f_x"] - rows["f_empty"], atol=1e-9)
+        prob = predictions[predictions["model"] == model].set_index("patient").loc[rows["patient"], "prob"]
+        np.testing.assert_allclose(1 / (1 + np.exp(-rows["f_x"])), prob, atol=1e-6)
 
 
 def test_feature_attributions_and_summary(compare_run: CompareRun) -> None:

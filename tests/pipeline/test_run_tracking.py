@@ -19,6 +19,7 @@ from clinfuse.training.inference import cohort_input_frame
 pytestmark = pytest.mark.slow
 
 MODELS = {"gated", "concat", "imaging_only", "clinical_only", "genomic_only"}
+CLASSICAL = {"logistic_regression", "gradient_boosting"}
 
 
 def _runs(compare_run: CompareRun) -> list:
@@ -36,15 +37,22 @@ def test_parent_model_and_fold_runs(compare_run: CompareRun) -> None:
     parent = runs[compare_run.run_id]
     assert parent.info.status == "FINISHED" and "mlflow.parentRunId" not in parent.data.tags
     children = _children(runs, parent.info.run_id)
-    assert set(children) == MODELS
-    for name, model_run in children.items():
+    assert set(children) == MODELS | CLASSICAL
+    for name in CLASSICAL:
+        # A classical baseline is one child run (its folds are fitted in seconds): test and fold metrics, and
+        # its test metrics on the parent too, where the comparison is judged.
+        assert children[name].data.tags["kind"] == "classical"
+        assert {"test_auroc", "fold0_val_auroc", "fold1_val_auroc"} <= set(children[name].data.metrics)
+        assert parent.data.metrics[f"{name}_test_auroc"] == children[name].data.metrics["test_auroc"]
+        assert not _children(runs, children[name].info.run_id)
+    for name, model_run in ((n, r) for n, r in children.items() if n in MODELS):
         assert model_run.info.status == "FINISHED"
         assert model_run.data.tags["model"] == name
         assert 0.0 <= model_run.data.metrics["test_auroc"] <= 1.0
         folds = _children(runs, model_run.info.run_id)
         assert set(folds) == {f"{name}/fold0", f"{name}/fold1"}
         assert all(f.info.status == "FINISHED" for f in folds.values())
-    assert len(runs) == 1 + len(MODELS) * 3
+    assert len(runs) == 1 + len(MODELS) * 3 + len(CLASSICAL)
 
 
 def test_epoch_histories_match_history_csv(compare_run: CompareRun) -> None:
@@ -104,6 +112,7 @@ def test_artifacts_logged(compare_run: CompareRun, tmp_path) -> None:
         "history.csv",
         "predictions.csv",
         "contributions.csv",
+        "classical_contributions.csv",
         "modality_summary.json",
         "features_clinical.csv",
         "features_genomic.csv",

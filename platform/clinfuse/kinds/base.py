@@ -271,6 +271,24 @@ class ModalityKind(ABC):
         """The encoder of this modality: its name (the config's or the kind's default) and its arguments."""
         return encoder_spec(modality, self.encoder_family, self.default_encoder, config, fitted.input_shape)
 
+    def classical_features(self, fitted: Fitted, indices: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Features a classical model (penalised regression, boosting) reads for patients ``indices``.
+
+        The default asks :meth:`Fitted.item`: a vector input is used as it is (a table's preprocessed columns);
+        an input with channels and 1-3 spatial axes becomes per-channel intensity statistics plus a coarse
+        average-pooled grid, so an image or a recording is summarised rather than dropped.
+
+        Returns:
+            ``(len(indices), F)`` float64 and the ``F`` feature names.
+        """
+        items = torch.stack([fitted.item(int(i)).float() for i in indices]) if len(indices) else None
+        if items is None:
+            return np.zeros((0, 0)), []
+        if items.ndim == 2:
+            names = fitted.feature_names or [f"x{j}" for j in range(items.shape[1])]
+            return items.numpy().astype(np.float64), list(names)
+        return _pooled_features(items)
+
     # --- the logged model: raw inputs of new patients --------------------------------------------------------
     @abstractmethod
     def describe(self, data: ModalityData, settings: KindSettings) -> dict[str, Any]:
@@ -320,6 +338,33 @@ class ModalityKind(ABC):
     ) -> SynthResult:
         """Write this modality for a synthetic cohort whose label depends on ``latent`` (one value per patient)."""
         raise NotImplementedError(f"modality kind {self.name!r} cannot be synthesised")
+
+
+# Cells per spatial axis of the pooled grid: 64 cells in 3D (4^3), 64 in 2D (8^2), 64 in 1D, so each input
+# adds the same number of grid features whatever its dimensionality.
+_GRID_CELLS = {1: (64,), 2: (8, 8), 3: (4, 4, 4)}
+_QUANTILES = (0.1, 0.5, 0.9)
+
+
+def _pooled_features(items: torch.Tensor) -> tuple[np.ndarray, list[str]]:
+    """Per-channel mean, sd, min, max and quantiles, then an average-pooled grid of ``items (n, C, *spatial)``."""
+    n, channels = items.shape[:2]
+    spatial_dims = items.ndim - 2
+    flat = items.reshape(n, channels, -1)
+    quantiles = torch.quantile(flat, torch.tensor(_QUANTILES), dim=2).permute(1, 2, 0)
+    stats = torch.cat(
+        [flat.mean(2, keepdim=True), flat.std(2, keepdim=True), flat.amin(2, keepdim=True), flat.amax(2, keepdim=True),
+         quantiles], dim=2
+    )  # fmt: skip
+    stat_names = ["mean", "sd", "min", "max", *(f"q{int(q * 100)}" for q in _QUANTILES)]
+    cells = tuple(min(c, s) for c, s in zip(_GRID_CELLS[spatial_dims], items.shape[2:], strict=True))
+    pool = {1: torch.nn.functional.adaptive_avg_pool1d, 2: torch.nn.functional.adaptive_avg_pool2d,
+            3: torch.nn.functional.adaptive_avg_pool3d}[spatial_dims]  # fmt: skip
+    grid = pool(items, cells).reshape(n, channels, -1)
+    names = [f"c{c}_{s}" for c in range(channels) for s in stat_names]
+    names += [f"c{c}_cell{j}" for c in range(channels) for j in range(grid.shape[2])]
+    matrix = torch.cat([stats.reshape(n, -1), grid.reshape(n, -1)], dim=1)
+    return matrix.numpy().astype(np.float64), names
 
 
 def default_patient_panel(

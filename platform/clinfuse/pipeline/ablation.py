@@ -98,6 +98,7 @@ def ablate_flagged(
     run_dir: Path,
     device: torch.device,
     callbacks: Sequence[TrainingCallback] = (),
+    fitted_elsewhere: Sequence[TrainedModel] = (),
 ) -> pd.DataFrame | None:
     """Train ``<primary>_without_<m>`` for each flagged modality ``m`` and rewrite the comparison files.
 
@@ -115,6 +116,8 @@ def ablate_flagged(
         run_dir: the run folder.
         device: where to train.
         callbacks: training callbacks (MLflow, progress).
+        fitted_elsewhere: models of the comparison not trained here (the classical baselines): they stay rows of
+            the rewritten comparison and predictions.
 
     Returns:
         The new comparison table, or ``None`` when ablation is off or nothing was flagged.
@@ -128,10 +131,11 @@ def ablate_flagged(
             metrics[plan.name] = model_metrics(model, cohort, splits, config.evaluation, config.seed)
             log_final_metrics("test", metrics[plan.name]["test"])
         trained.append(model)
-    comparison = compare_models(trained, metrics, cohort, splits, config.evaluation, config.seed)
-    comparison = compare_with_primary(comparison, trained, cohort, splits, config)
+    everything = [*trained, *fitted_elsewhere]
+    comparison = compare_models(everything, metrics, cohort, splits, config.evaluation, config.seed)
+    comparison = compare_with_primary(comparison, everything, cohort, splits, config)
     write_json(run_dir / outputs.METRICS, metrics)
     comparison.to_csv(run_dir / outputs.COMPARISON, index=False)
     history_frame(trained).to_csv(run_dir / outputs.HISTORY, index=False)
-    all_predictions_frame(trained, cohort, splits, pseudo_ids).to_csv(run_dir / outputs.PREDICTIONS, index=False)
+    all_predictions_frame(everything, cohort, splits, pseudo_ids).to_csv(run_dir / outputs.PREDICTIONS, index=False)
     return comparison

@@ -24,6 +24,7 @@ from clinfuse.errors import ConfigError
 from clinfuse.pipeline.ablation import ablate_flagged
 from clinfuse.pipeline.artifacts import ensure_writable_dir, log_model, write_json
 from clinfuse.pipeline.callbacks import MlflowCallback, ProgressCallback
+from clinfuse.pipeline.classical import explain_classical, run_classical
 from clinfuse.pipeline.cohort_view import restrict_to_modalities
 from clinfuse.privacy import load_or_create_salt, pseudonymise
 from clinfuse.tracking import (
@@ -152,15 +153,18 @@ def _run(
         primary = trained[0]
         log_final_metrics("test", metrics[primary.plan.name]["test"])
         log_final_metrics("test", {k: tuple(v) for k, v in metrics[primary.plan.name]["test_ci"].items()})
-        comparison = compare_models(trained, metrics, cohort, splits, config.evaluation, config.seed)
+        classical = run_classical(config, cohort, modalities, splits, prepared, metrics)
+        comparison = compare_models([*trained, *classical], metrics, cohort, splits, config.evaluation, config.seed)
         write_json(run_dir / outputs.METRICS, metrics)
         comparison.to_csv(run_dir / outputs.COMPARISON, index=False)
         history_frame(trained).to_csv(run_dir / outputs.HISTORY, index=False)
-        all_predictions_frame(trained, cohort, splits, pseudo_ids).to_csv(run_dir / outputs.PREDICTIONS, index=False)
+        predictions = all_predictions_frame([*trained, *classical], cohort, splits, pseudo_ids)
+        predictions.to_csv(run_dir / outputs.PREDICTIONS, index=False)
         if config.explain.enabled:
             from clinfuse.pipeline.explanations import explain_run
 
             explain_run(primary, cohort, splits, pseudo_ids, config, run_dir, device)
+            explain_classical(classical, cohort, pseudo_ids, config.explain.max_patients, run_dir)
             # Flags are known only now: models without a flagged modality join the comparison after the fact.
             ablated = ablate_flagged(
                 trained,
@@ -173,6 +177,7 @@ def _run(
                 run_dir=run_dir,
                 device=device,
                 callbacks=callbacks,
+                fitted_elsewhere=classical,
             )
             comparison = comparison if ablated is None else ablated
         report = None

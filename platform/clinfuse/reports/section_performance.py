@@ -80,6 +80,8 @@ _OPTIONAL_COLUMNS = {
     "diff_vs_best_unimodal": "diff vs best unimodal",
     "diff_vs_primary": "diff vs primary",
     "p_vs_primary": "p vs primary",
+    "diff_vs_best_classical": "diff vs best classical",
+    "p_vs_best_classical": "p vs best classical",
 }
 
 _ABLATION = (
@@ -97,6 +99,25 @@ def _all_models(metrics: dict[str, Any] | None) -> list[str]:
     names = list(dict.fromkeys(k for e in entries.values() for k in e["test"]))
     rows = [(m, str(e.get("kind", "")), *(e["test"].get(n) for n in names)) for m, e in entries.items()]
     return [details("Test metrics of every model (metrics.json)", [table(["model", "kind", *names], rows)])]
+
+
+def _against_classical(head: Any, primary: str | None) -> list[str]:
+    """One sentence: the primary model against the best classical baseline, paired on the test patients."""
+    if "best_classical" not in head.columns or not head["best_classical"].fillna("").astype(str).str.len().any():
+        return []
+    best = str(head["best_classical"].dropna().astype(str).iloc[0])
+    row = head[head["model"].astype(str) == str(primary)]
+    if row.empty or best == str(primary):
+        return []
+    diff, p = row["diff_vs_best_classical"].iloc[0], row["p_vs_best_classical"].iloc[0]
+    verdict = "ahead of" if diff > 0 else "behind" if diff < 0 else "level with"
+    return [
+        para(
+            f"Against the classical baselines (penalised regression and gradient boosting on the same folds, "
+            f"preprocessing and test patients), the primary model {primary} is {abs(diff):.3f} {verdict} the best "
+            f"one, {best} (chosen on validation folds); paired bootstrap p = {p:.3f}."
+        )
+    ]
 
 
 def _comparison(run: RunFolder) -> list[str]:
@@ -137,6 +158,7 @@ def _comparison(run: RunFolder) -> list[str]:
             "p vs best unimodal: paired bootstrap test of each model against the best single-modality "
             f"model{best} on the same test patients; it is not corrected for the number of models compared."
         ),
+        *_against_classical(head, primary),
     ]
     if (head["kind"].astype(str) == "ablation").any():
         parts.append(para(_ABLATION.format(metric=metric)))

@@ -1,4 +1,5 @@
-"""Test metrics with bootstrap CIs, fold summaries and the comparison of every model against unimodal ones."""
+"""Test metrics with bootstrap CIs, fold summaries and the comparison of every model against the best unimodal
+and the best classical one."""
 
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ def model_metrics(trained: TrainedModel, cohort: Cohort, splits: Splits, cfg: Ev
     }
 
 
+def _best_of_kind(models: list[TrainedModel], metrics: dict[str, dict], kind: str, metric: str) -> TrainedModel | None:
+    """The model of ``kind`` with the best mean validation metric (never chosen by test)."""
+    candidates = [m for m in models if m.plan.kind == kind]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda m: np.nan_to_num(metrics[m.plan.name]["fold_mean"].get(metric, np.nan), nan=-1))
+
+
 def compare_models(
     models: list[TrainedModel],
     metrics: dict[str, dict],
@@ -58,18 +67,11 @@ def compare_models(
     cfg: EvaluationConfig,
     seed: int,
 ) -> pd.DataFrame:
-    """One row per model: the primary metric on test with its CI and a paired bootstrap test of the difference
-    against the best unimodal model (chosen by mean validation metric, never by test)."""
+    """One row per model: the primary metric on test with its CI and paired bootstrap tests of the difference
+    against the best unimodal model and against the best classical baseline (each chosen by mean validation
+    metric, never by test)."""
     metric = primary_metric(cohort.task)
-    unimodal = [m for m in models if m.plan.kind == "unimodal"]
-    best = (
-        max(
-            unimodal,
-            key=lambda m: np.nan_to_num(metrics[m.plan.name]["fold_mean"].get(metric, np.nan), nan=-1),
-        )
-        if unimodal
-        else None
-    )
+    references = {kind: _best_of_kind(models, metrics, kind, metric) for kind in ("unimodal", "classical")}
     test_idx = splits.test
     time = None if cohort.time is None else cohort.time[test_idx]
     rows: list[dict[str, Any]] = []
@@ -84,23 +86,24 @@ def compare_models(
             "ci_high": m["test_ci"].get(metric, [np.nan, np.nan])[1],
             "fold_mean": m["fold_mean"].get(metric),
             "fold_sd": m["fold_sd"].get(metric),
-            "best_unimodal": best.plan.name if best else "",
-            "diff_vs_best_unimodal": np.nan,
-            "p_vs_best_unimodal": np.nan,
         }
-        if best is not None and trained is not best:
-            test = paired_bootstrap_test(
-                cohort.y[test_idx],
-                test_scores(trained, cohort.task),
-                test_scores(best, cohort.task),
-                metric=metric,
-                n_boot=max(cfg.bootstrap, 1),
-                seed=seed,
-                task=cohort.task,
-                time=time,
-            )
-            row["diff_vs_best_unimodal"] = test["diff"]
-            row["p_vs_best_unimodal"] = test["p_value"]
+        for kind, best in references.items():
+            row[f"best_{kind}"] = best.plan.name if best else ""
+            row[f"diff_vs_best_{kind}"] = np.nan
+            row[f"p_vs_best_{kind}"] = np.nan
+            if best is not None and trained is not best:
+                test = paired_bootstrap_test(
+                    cohort.y[test_idx],
+                    test_scores(trained, cohort.task),
+                    test_scores(best, cohort.task),
+                    metric=metric,
+                    n_boot=max(cfg.bootstrap, 1),
+                    seed=seed,
+                    task=cohort.task,
+                    time=time,
+                )
+                row[f"diff_vs_best_{kind}"] = test["diff"]
+                row[f"p_vs_best_{kind}"] = test["p_value"]
         rows.append(row)
     return pd.DataFrame(rows)
 

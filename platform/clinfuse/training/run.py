@@ -126,6 +126,7 @@ def train_model(
     device: torch.device,
     run_dir: Path,
     callbacks: Sequence[TrainingCallback] = (),
+    predict_test: bool = True,
 ) -> TrainedModel:
     """Train one planned model on every fold (reusing finished folds' checkpoints) and predict the test set.
 
@@ -139,6 +140,7 @@ def train_model(
         device: where to train.
         run_dir: checkpoints go to ``<run_dir>/checkpoints``.
         callbacks: reporting hooks (MLflow, progress); none in a plain notebook call.
+        predict_test: predict the test patients (tuning leaves them untouched).
     """
     trained = TrainedModel(plan)
     modalities = list(plan.modalities)
@@ -203,7 +205,8 @@ def train_model(
         model.load_state_dict(result.state_dict)
         model.eval()
         trained.folds.append(FoldModel(fold, model, inputs, threshold, result, val_metrics))
-    trained.test = predict_ensemble(trained, cohort, splits.test, cfg.batch_size, device)
+    if predict_test:
+        trained.test = predict_ensemble(trained, cohort, splits.test, cfg.batch_size, device)
     thresholds = [f.threshold for f in trained.folds if f.threshold is not None]
     trained.threshold = float(np.mean(thresholds)) if thresholds else None
     return trained

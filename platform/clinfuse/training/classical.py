@@ -1,0 +1,249 @@
+"""Classical baselines on the same folds as the deep models: penalised regression and gradient boosting.
+
+A reviewer's first question about a deep fusion model is how it compares with the model a researcher would
+try first. Each classical model here sees exactly what the deep models see: the run's splits, each fold's
+preprocessing fitted on that fold's training patients (:func:`~clinfuse.training.data.fit_fold_inputs`), and
+the features each modality's kind gives a classical model (:meth:`ModalityKind.classical_features`: table
+columns, or intensity statistics and a pooled grid of an image or a recording). Hyper-parameters (the
+penalty) are chosen by an inner cross-validation over the fold's training patients only; validation and
+test patients never reach ``fit``.
+
+An absent modality takes its features' training means, which is also how the modality Shapley game treats a
+modality outside a coalition (see :func:`design_matrix`), so deep and classical attributions answer the same
+question. Test predictions are the mean logit (log-odds, or log-hazard for survival) of the fold models.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clinfuse.cohort import Cohort, Splits
+from clinfuse.config import ExperimentConfig
+from clinfuse.training.data import FoldInputs, fit_fold_inputs
+from clinfuse.training.loop import FoldResult, Predictions, evaluate_scores, scores_from_logits
+from clinfuse.training.metrics import choose_threshold
+from clinfuse.training.models import ModelPlan
+from clinfuse.training.run import TrainedModel
+
+CLASSICAL = "classical"
+# Penalties searched by the inner cross-validation (inverse strength C for logistic regression).
+_C_GRID = np.logspace(-4, 2, 10)
+_INNER_FOLDS = 3
+
+
+@dataclass
+class FoldFeatures:
+    """One fold's classical features of every cohort patient, absent modalities at their training means.
+
+    Args:
+        modalities: model order.
+        blocks: ``(n_patients, F_m)`` float64 per modality.
+        means: ``(F_m,)`` training means per modality (over the fold's training patients who have it).
+        names: feature names per modality.
+    """
+
+    modalities: list[str]
+    blocks: dict[str, np.ndarray]
+    means: dict[str, np.ndarray]
+    names: dict[str, list[str]]
+
+
+@dataclass
+class ClassicalFold:
+    """A fitted classical fold model (it takes the place of a deep ``FoldModel`` in a ``TrainedModel``)."""
+
+    fold: int
+    estimator: Any
+    features: FoldFeatures
+    inputs: FoldInputs
+    threshold: float | None
+    val_metrics: dict[str, float]
+    train: np.ndarray
+    result: FoldResult = field(default_factory=lambda: FoldResult({}, 0, float("nan"), []))
+
+
+def classical_plans(config: ExperimentConfig, modalities: list[str], task: str) -> list[ModelPlan]:
+    """The classical baselines of a run (none when ``compare_classical`` is false): a penalised linear model
+    (logistic regression, or Cox for survival) and gradient boosting, each on every modality."""
+    if not config.compare_classical:
+        return []
+    linear = "cox_regression" if task == "survival" else "logistic_regression"
+    return [ModelPlan(name, CLASSICAL, tuple(modalities), config.fusion) for name in (linear, "gradient_boosting")]
+
+
+def fold_features(cohort: Cohort, modalities: list[str], inputs: FoldInputs, train: np.ndarray) -> FoldFeatures:
+    """Every cohort patient's features through the fold's fitted preprocessing; absent rows at training means."""
+    everyone = np.arange(len(cohort.y))
+    blocks, means, names = {}, {}, {}
+    for name in modalities:
+        data = cohort.modalities[name]
+        matrix, columns = data.kind.classical_features(inputs.fitted[name], everyone)
+        present_train = train[data.present[train]]
+        mean = matrix[present_train].mean(axis=0) if len(present_train) else np.zeros(matrix.shape[1])
+        matrix = np.where(data.present[:, None], matrix, mean[None, :])
+        blocks[name], means[name], names[name] = matrix, mean, [f"{name}.{c}" for c in columns]
+    return FoldFeatures(list(modalities), blocks, means, names)
+
+
+def design_matrix(features: FoldFeatures, rows: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """The model's input for cohort patients ``rows``: modality ``m`` is used where ``present[:, m]`` is True
+    and sits at its training means elsewhere (an absent modality, or one outside a Shapley coalition)."""
+    return combine_blocks(features, {name: features.blocks[name][rows] for name in features.modalities}, present)
+
+
+def combine_blocks(features: FoldFeatures, blocks: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
+    """Concatenate per-modality feature rows ``blocks``, each at its training means where ``present`` is False.
+
+    Args:
+        features: the fold's features (training means, model order).
+        blocks: ``(n, F_m)`` rows per modality.
+        present: ``(n, M)`` bool, columns in model order.
+    """
+    parts = []
+    for column, name in enumerate(features.modalities):
+        parts.append(np.where(present[:, column : column + 1], blocks[name], features.means[name][None, :]))
+    return np.concatenate(parts, axis=1)
+
+
+def _linear(task: str, seed: int, n_train: int, y_train: np.ndarray) -> Any:
+    from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if task == "survival":
+        from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+        cox = CoxnetSurvivalAnalysis(l1_ratio=0.5, alpha_min_ratio=0.01, n_alphas=20, max_iter=20000)
+        inner = KFold(min(_INNER_FOLDS, n_train), shuffle=True, random_state=seed)
+        return _CoxnetCV(make_pipeline(StandardScaler(), cox), inner)
+    from sklearn.linear_model import LogisticRegression
+
+    smallest = int(np.bincount(y_train).min())
+    inner = StratifiedKFold(max(2, min(_INNER_FOLDS, smallest)), shuffle=True, random_state=seed)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    scoring = "roc_auc" if task == "binary" else "neg_log_loss"
+    return GridSearchCV(model, {"logisticregression__C": _C_GRID}, scoring=scoring, cv=inner, error_score=np.nan)
+
+
+class _CoxnetCV:
+    """Elastic-net Cox with the penalty chosen by inner cross-validation (Harrell's C) on the training rows."""
+
+    def __init__(self, pipeline: Any, inner: Any) -> None:
+        self.pipeline, self.inner = pipeline, inner
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _CoxnetCV:
+        from sklearn.base import clone
+        from sklearn.model_selection import GridSearchCV
+
+        with warnings.catch_warnings():
+            # The largest penalties of the path zero every coefficient by design; sksurv warns about each.
+            warnings.simplefilter("ignore", UserWarning)
+            path = clone(self.pipeline).fit(x, y)
+            alphas = path.named_steps["coxnetsurvivalanalysis"].alphas_
+            grid = {"coxnetsurvivalanalysis__alphas": [[a] for a in alphas]}
+            search = GridSearchCV(self.pipeline, grid, cv=self.inner, error_score=0.5)
+            self.best_ = search.fit(x, y).best_estimator_
+        return self
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        return self.best_.predict(x)
+
+
+def _boosting(task: str, seed: int, n_train: int) -> Any:
+    if task == "survival":
+        from sksurv.ensemble import GradientBoostingSurvivalAnalysis
+
+        # scikit-survival has no histogram boosting; exact-split trees of depth 2 with row subsampling stay
+        # fast for a few thousand columns and a few thousand patients.
+        return GradientBoostingSurvivalAnalysis(
+            n_estimators=150, learning_rate=0.05, max_depth=2, subsample=0.8, random_state=seed
+        )
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    # Leaves of 20 patients (scikit-learn's default) leave a cohort of a few dozen patients without a split, so
+    # the leaf size follows the fold. Early stopping holds out part of the fold's training patients (never its
+    # validation or test patients), but only once that hold-out is large enough to be more than noise.
+    stop = n_train >= 200
+    return HistGradientBoostingClassifier(
+        max_iter=300 if stop else 100,
+        learning_rate=0.05,
+        min_samples_leaf=max(5, min(20, n_train // 25)),
+        early_stopping=stop,
+        validation_fraction=0.2 if stop else None,
+        random_state=seed,
+    )
+
+
+def make_estimator(name: str, task: str, seed: int, y_train: np.ndarray) -> Any:
+    """An unfitted classical estimator of ``name`` (``*_regression`` or ``gradient_boosting``)."""
+    if name == "gradient_boosting":
+        return _boosting(task, seed, len(y_train))
+    return _linear(task, seed, len(y_train), y_train)
+
+
+def _target(task: str, y: np.ndarray, time: np.ndarray | None) -> np.ndarray:
+    if task != "survival":
+        return y
+    from sksurv.util import Surv
+
+    assert time is not None
+    return Surv.from_arrays(event=y.astype(bool), time=time.astype(float))
+
+
+def fit_estimator(estimator: Any, x: np.ndarray, target: np.ndarray, rows: np.ndarray) -> Any:
+    """Fit on the fold's training patients ``rows`` (``x`` and ``target`` already restricted to them)."""
+    return estimator.fit(x, target)
+
+
+def logits(estimator: Any, x: np.ndarray, n_outputs: int) -> np.ndarray:
+    """``(n, n_outputs)`` log-odds (classification) or log-hazard (survival) of a fitted estimator."""
+    # Classifiers give log-odds through decision_function; survival models' predict is the log-hazard.
+    output = getattr(estimator, "decision_function", None) or estimator.predict
+    raw = np.asarray(output(x), dtype=np.float64)
+    return raw.reshape(len(x), n_outputs)
+
+
+def train_classical(
+    plan: ModelPlan, cohort: Cohort, config: ExperimentConfig, splits: Splits, prepared: dict[str, Any]
+) -> TrainedModel:
+    """Fit a classical plan on every fold (inner CV on the fold's training patients) and predict the test set.
+
+    Args:
+        plan: a plan from :func:`classical_plans`.
+        cohort: the cohort.
+        config: the experiment config (seed, folds' preprocessing, threshold rule).
+        splits: the run's splits, shared with the deep models.
+        prepared: each modality's run-level preparation.
+    """
+    task, modalities = cohort.task, list(plan.modalities)
+    n_outputs = len(cohort.classes) if task == "multiclass" else 1
+    presence = np.stack([cohort.modalities[m].present for m in modalities], axis=1)
+    trained = TrainedModel(plan)
+    test_logits = []
+    for fold, (train_idx, val_idx) in enumerate(splits.folds):
+        inputs = fit_fold_inputs(cohort, modalities, config, train_idx, prepared)
+        features = fold_features(cohort, modalities, inputs, train_idx)
+        y_train = cohort.y[train_idx]
+        time_train = None if cohort.time is None else cohort.time[train_idx]
+        estimator = make_estimator(plan.name, task, config.seed + fold, y_train)
+        x_train = design_matrix(features, train_idx, presence[train_idx])
+        estimator = fit_estimator(estimator, x_train, _target(task, y_train, time_train), train_idx)
+        val_logits = logits(estimator, design_matrix(features, val_idx, presence[val_idx]), n_outputs)
+        val_scores = scores_from_logits(val_logits, task)
+        threshold = None
+        if task == "binary":
+            threshold = choose_threshold(
+                cohort.y[val_idx], val_scores, config.evaluation.threshold, config.evaluation.fixed_threshold
+            )
+        val_time = None if cohort.time is None else cohort.time[val_idx]
+        val_metrics = evaluate_scores(task, cohort.y[val_idx], val_scores, threshold, val_time)
+        trained.folds.append(ClassicalFold(fold, estimator, features, inputs, threshold, val_metrics, train_idx))  # type: ignore[arg-type]
+        test_logits.append(logits(estimator, design_matrix(features, splits.test, presence[splits.test]), n_outputs))
+    trained.test = Predictions(np.asarray(splits.test), np.mean(test_logits, axis=0), None)
+    thresholds = [f.threshold for f in trained.folds if f.threshold is not None]
+    trained.threshold = float(np.mean(thresholds)) if thresholds else None
+    return trained

@@ -1,0 +1,171 @@
+"""Classical baselines: same folds and test patients as the deep models, no leakage, exact modality Shapley."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from clinfuse.cohort import Cohort, Splits, load_cohort, make_splits
+from clinfuse.config import ExperimentConfig
+from clinfuse.kinds import Fitted, get_kind
+from clinfuse.pipeline.classical import classical_shapley
+from clinfuse.training.classical import classical_plans, design_matrix, logits, train_classical
+from clinfuse.training.data import prepare_inputs
+from clinfuse.training.loop import evaluate_scores, scores_from_logits
+
+N, FOLDS, TEST_FRACTION, SEED = 120, 3, 0.25, 0
+
+
+def _write_cohort(root: Path, task: str = "binary", seed: int = 0) -> Path:
+    """``clinical`` holds ``marker`` (equal to the label up to tiny noise, or the log-hazard for survival) and
+    noise columns; ``genomic`` is noise; a fifth of the patients lack genomic data."""
+    rng = np.random.default_rng(seed)
+    ids = [f"P{i:03d}" for i in range(N)]
+    y = rng.permutation(np.arange(N) % 2)
+    clinical = pd.DataFrame(rng.normal(size=(N, 3)), columns=["age", "bmi", "score"])
+    labels = pd.DataFrame({"patient_id": ids})
+    if task == "survival":
+        risk = rng.normal(size=N)
+        clinical["marker"] = risk
+        labels["time"] = rng.exponential(np.exp(-2.0 * risk))
+        labels["event"] = (rng.random(N) < 0.8).astype(int)
+        label = {"table": "labels.csv", "task": "survival", "time_column": "time", "event_column": "event"}
+    else:
+        clinical["marker"] = y + rng.normal(scale=0.01, size=N)
+        labels["diagnosis"] = y
+        label = {"table": "labels.csv", "column": "diagnosis", "task": "binary", "positive": 1}
+    clinical.insert(0, "patient_id", ids)
+    genomic = pd.DataFrame(rng.normal(size=(N, 40)), columns=[f"G{j:02d}" for j in range(40)])
+    genomic.insert(0, "patient_id", ids)
+    root.mkdir()
+    clinical.to_csv(root / "clinical.csv", index=False)
+    genomic.iloc[N // 5 :].to_csv(root / "genomic.csv", index=False)
+    labels.to_csv(root / "labels.csv", index=False)
+    spec = {
+        "name": "classical",
+        "id_column": "patient_id",
+        "label": label,
+        "modalities": {
+            "clinical": {"type": "tabular", "table": "clinical.csv"},
+            "genomic": {"type": "genomic", "table": "genomic.csv"},
+        },
+    }
+    (root / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return root
+
+
+def _fit_all(cohort: Cohort, tmp_path: Path, splits: Splits | None = None) -> tuple[dict, Splits]:
+    """Every classical plan of a default config, on ``splits`` (by default the run's own)."""
+    cfg = ExperimentConfig(cohort=cohort.root, evaluation={"folds": FOLDS, "test_fraction": TEST_FRACTION})
+    splits = splits or make_splits(cohort.y, FOLDS, TEST_FRACTION, cfg.seed)
+    modalities = cohort.modality_names
+    prepared = prepare_inputs(cohort, modalities, cfg, tmp_path / "cache")
+    plans = classical_plans(cfg, modalities, cohort.task)
+    return {p.name: train_classical(p, cohort, cfg, splits, prepared) for p in plans}, splits
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cohort, dict, object]:
+    folder = tmp_path_factory.mktemp("binary")
+    cohort = load_cohort(_write_cohort(folder / "cohort"))
+    trained, splits = _fit_all(cohort, folder)
+    return cohort, trained, splits
+
+
+def test_a_column_that_determines_the_label_gives_near_perfect_auroc_on_the_run_test_patients(binary) -> None:
+    cohort, trained, splits = binary
+    assert list(trained) == ["logistic_regression", "gradient_boosting"]
+    for name, model in trained.items():
+        np.testing.assert_array_equal(model.test.index, splits.test)
+        assert model.plan.kind == "classical" and len(model.folds) == FOLDS
+        scores = scores_from_logits(model.test.logits, "binary")
+        test = evaluate_scores("binary", cohort.y[splits.test], scores, model.threshold)
+        assert test["auroc"] > 0.97, name
+        assert all(f["auroc"] > 0.95 for f in model.fold_metrics), name
+
+
+def test_classical_modality_shapley_is_exact_and_finds_the_informative_modality(binary) -> None:
+    cohort, trained, splits = binary
+    for name, model in trained.items():
+        result = classical_shapley(model, cohort, splits.test, np.zeros(len(splits.test), dtype=int))
+        np.testing.assert_allclose(result.phi.sum(axis=1), result.f_x - result.f_empty, atol=1e-10)
+        # f_x is the ensemble's own test logit, so the explained quantity is the reported prediction.
+        np.testing.assert_allclose(result.f_x, model.test.logits[:, 0], atol=1e-10)
+        absent = ~cohort.modalities["genomic"].present[splits.test]
+        assert absent.any() and np.all(result.phi[absent, 1] == 0.0)
+        clinical, genomic = np.abs(result.phi).mean(axis=0)
+        assert clinical > 5 * genomic, name
+
+
+def test_inner_cross_validation_never_sees_validation_or_test_patients(binary, tmp_path: Path) -> None:
+    """Leakage canary: scrambling the test patients' labels and features must leave every fitted fold model
+    unchanged (preprocessing, inner CV and early stopping see the fold's training patients only)."""
+    cohort, trained, splits = binary
+    poisoned = copy.deepcopy(cohort)
+    poisoned.y[splits.test] = 1 - poisoned.y[splits.test]
+    frame = poisoned.modalities["clinical"].frame
+    frame.iloc[splits.test] = 1e3 * frame.iloc[splits.test].to_numpy()
+    again, _ = _fit_all(poisoned, tmp_path, splits)
+    modalities = cohort.modality_names
+    for name, model in trained.items():
+        for fold, (train_idx, val_idx) in zip(model.folds, splits.folds, strict=True):
+            redo = again[name].folds[fold.fold]
+            assert not set(redo.train) & set(splits.test)
+            np.testing.assert_array_equal(redo.train, train_idx)
+            present = np.stack([cohort.modalities[m].present[val_idx] for m in modalities], axis=1)
+            before = logits(fold.estimator, design_matrix(fold.features, val_idx, present), 1)
+            after = logits(redo.estimator, design_matrix(redo.features, val_idx, present), 1)
+            np.testing.assert_array_equal(before, after)
+            assert redo.val_metrics == fold.val_metrics
+        # Positive control: the poisoned test rows do reach prediction, so the check above could fail.
+        assert not np.allclose(again[name].test.logits, model.test.logits)
+
+
+def test_survival_baselines_rank_by_the_risk_column(tmp_path: Path) -> None:
+    cohort = load_cohort(_write_cohort(tmp_path / "cohort", task="survival"))
+    trained, splits = _fit_all(cohort, tmp_path)
+    assert list(trained) == ["cox_regression", "gradient_boosting"]
+    event, time = cohort.y[splits.test], cohort.time[splits.test]
+    marker = cohort.modalities["clinical"].frame["marker"].to_numpy()[splits.test]
+    oracle = evaluate_scores("survival", event, marker, None, time)["c_index"]
+    assert oracle > 0.7
+    for name, model in trained.items():
+        risk = scores_from_logits(model.test.logits, "survival")
+        test = evaluate_scores("survival", event, risk, None, time)
+        # The planted log-hazard is the best possible ranking; both baselines come close to it.
+        assert test["c_index"] > oracle - 0.06, name
+
+
+def test_compare_classical_false_plans_none(tmp_path: Path) -> None:
+    config = ExperimentConfig(cohort=tmp_path, compare_classical=False)
+    assert classical_plans(config, ["a", "b"], "binary") == []
+
+
+class _Volumes(Fitted):
+    def __init__(self, volumes: torch.Tensor) -> None:
+        self.volumes = volumes
+        self.input_shape = {"spatial_dims": 3, "in_channels": 1, "size": list(volumes.shape[2:])}
+
+    def item(self, patient: int) -> torch.Tensor:
+        return self.volumes[patient]
+
+    def transform(self, raw: object) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def test_default_classical_features_summarise_a_volume_by_statistics_and_a_pooled_grid() -> None:
+    volumes = torch.zeros(2, 1, 8, 8, 8)
+    volumes[1, 0, :4, :4, :4] = 8.0  # one bright corner octant: mean 1, a single bright grid cell
+    matrix, names = get_kind("image").classical_features(_Volumes(volumes), np.array([0, 1]))
+    assert matrix.shape == (2, 7 + 64) and len(names) == 71
+    stats = dict(zip(names, matrix[1], strict=True))
+    assert stats["c0_mean"] == pytest.approx(1.0) and stats["c0_max"] == 8.0 and stats["c0_q50"] == 0.0
+    grid = matrix[1, 7:].reshape(4, 4, 4)
+    assert grid[:2, :2, :2].min() == 8.0 and grid.sum() == 8.0 * 8
+    np.testing.assert_array_equal(matrix[0], 0.0)
