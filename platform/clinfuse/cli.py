@@ -33,8 +33,9 @@ app = typer.Typer(
 _LIVE_METRICS = ("train_loss", *dict.fromkeys(f"val_{m}" for m in PRIMARY.values()))
 
 # MLflow retries a failed request for minutes; a command against a server that is gone should fail within
-# seconds. Values the user exported win.
-_MLFLOW_HTTP_DEFAULTS = {
+# seconds. Its download progress bars would interleave with ours. Values the user exported win.
+_MLFLOW_ENV_DEFAULTS = {
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     Args:
         argv: arguments (default: ``sys.argv[1:]``).
     """
-    for key, value in _MLFLOW_HTTP_DEFAULTS.items():
+    for key, value in _MLFLOW_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     try:
         # Not standalone: usage errors come back here and get the same one-line form as data errors.

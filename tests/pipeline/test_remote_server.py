@@ -125,7 +125,7 @@ def test_run_killed_in_one_folder_is_resumed_reported_and_explained_from_others(
     assert f"test auroc **{metrics['test']['auroc']:.3f}**" in note
     assert "top modality" in note
     logged = _artifacts(client, run_id)
-    assert {"comparison.json", "figures", "metrics.json", "model"} <= logged
+    assert {"comparison.json", "figures", "metrics.json"} <= logged
     assert _artifacts(client, run_id, "figures") == {
         f"figures/{name}.png" for name in ("roc_pr_calibration", "modality_contributions", "learning_curves")
     }
