@@ -25,16 +25,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def port_is_free(port: int) -> bool:
-    """Whether ``port`` on 127.0.0.1 can be bound (no server left on it)."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def wait_healthy(url: str, process: subprocess.Popen, timeout: float = STARTUP_TIMEOUT_S) -> None:
     """Wait until ``url/health`` answers; fail with the server's output if it exits or never answers."""
     deadline = time.monotonic() + timeout

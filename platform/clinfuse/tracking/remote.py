@@ -23,7 +23,10 @@ from mlflow.exceptions import MlflowException
 
 from clinfuse.errors import RunError
 
-PROBE_TIMEOUT_S = 5.0
+# A refused connection fails at once; these bound a host that drops packets, and a server that is slow to
+# check a password (basic-auth hashes it on every request).
+PROBE_TIMEOUT_S = 10.0
+LOGIN_TIMEOUT_S = 30.0
 
 _LOST_MARKERS = ("Max retries exceeded", "Connection refused", "Connection aborted", "RemoteDisconnected")
 
@@ -48,7 +51,7 @@ def _auth_header() -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def check_server(tracking_uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+def check_server(tracking_uri: str, timeout: float = PROBE_TIMEOUT_S, login_timeout: float = LOGIN_TIMEOUT_S) -> None:
     """Probe an MLflow server: reachable, and the credentials in the environment accepted.
 
     Does nothing for local stores.
@@ -75,7 +78,7 @@ def check_server(tracking_uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         ) from None
     request = urllib.request.Request(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", headers=_auth_header())
     try:
-        urllib.request.urlopen(request, timeout=timeout).close()
+        urllib.request.urlopen(request, timeout=login_timeout).close()
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
             given = "were rejected" if _auth_header() else "are missing"
