@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from clinfuse import outputs
 from clinfuse.reports import plots
 from clinfuse.reports.run_folder import RunFolder, held_out_predictions, label_indices, load_run_folder
 from clinfuse.reports.section_contributions import cohort_contributions
@@ -49,7 +50,7 @@ def run_description(run: RunFolder) -> str:
     """Markdown: headline result with CI, the best unimodal baseline, the paired p-value, the top modality."""
     primary = run.primary_model or "model"
     lines = [f"**clinfuse run** `{run.run_info.get('run_name', '')}` on cohort `{run.run_info.get('cohort_name', '')}`"]
-    comparison = run.get("comparison.csv")
+    comparison = run.get(outputs.COMPARISON)
     if comparison is not None and "model" in comparison.columns:
         rows = comparison[comparison["model"].astype(str) == primary]
         if len(rows):
@@ -63,7 +64,7 @@ def run_description(run: RunFolder) -> str:
                 lines.append(f"- best unimodal baseline: **{best}**, test {row['metric']} {base.iloc[0]['value']:.3f}")
             if _finite(row.get("p_vs_best_unimodal")):
                 lines.append(f"- paired bootstrap p vs {best}: {row['p_vs_best_unimodal']:.3f} (uncorrected)")
-    contributions = run.get("contributions.csv")
+    contributions = run.get(outputs.CONTRIBUTIONS)
     if contributions is not None and run.modalities:
         summary = cohort_contributions(contributions, run.modalities)
         if len(summary):
@@ -94,13 +95,13 @@ def run_figures(run: RunFolder) -> dict[str, Figure]:
             keep = (y >= 0) & np.isfinite(prob).all(axis=1)
             if len(np.unique(y[keep])) >= 2:
                 figures["roc_pr_calibration"] = plots.classification_curves(y[keep], prob[keep], run.classes)
-    contributions = run.get("contributions.csv")
+    contributions = run.get(outputs.CONTRIBUTIONS)
     if contributions is not None and run.modalities:
         summary = cohort_contributions(contributions, run.modalities)
         figures["modality_contributions"] = plots.contribution_bars(
             run.modalities, summary["mean_abs_phi"].to_numpy(), summary["mean_phi"].to_numpy()
         )
-    history = run.get("history.csv")
+    history = run.get(outputs.HISTORY)
     if history is not None and {"epoch", "train_loss", "model"} <= set(history.columns):
         metric = f"val_{run.run_info.get('primary_metric')}"
         columns = ["train_loss", metric] if metric in history.columns else ["train_loss"]
@@ -117,8 +118,8 @@ def run_figures(run: RunFolder) -> dict[str, Figure]:
 def log_dashboard(run_dir: Path) -> None:
     """Log the dashboard view of the finished run folder ``run_dir`` to the active (parent) run."""
     run = load_run_folder(run_dir)
-    log_metrics_step(model_metrics(run.get("metrics.json") or {}), step=0)
-    comparison = run.get("comparison.csv")
+    log_metrics_step(model_metrics(run.get(outputs.METRICS) or {}), step=0)
+    comparison = run.get(outputs.COMPARISON)
     if comparison is not None:
         log_table(comparison, "comparison.json")
     for name, fig in run_figures(run).items():
