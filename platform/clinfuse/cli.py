@@ -6,6 +6,7 @@ Every command is a few lines calling functions a notebook user could call. :func
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,14 @@ app = typer.Typer(
 # The live display shows the training loss and each task's primary validation metric.
 _LIVE_METRICS = ("train_loss", *dict.fromkeys(f"val_{m}" for m in PRIMARY.values()))
 
+# MLflow retries a failed request for minutes; a command against a server that is gone should fail within
+# seconds. Its download progress bars would interleave with ours. Values the user exported win.
+_MLFLOW_ENV_DEFAULTS = {
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 cohort_app = typer.Typer(help="Validate, synthesise and export cohorts.", no_args_is_help=True)
 app.add_typer(cohort_app, name="cohort")
 
@@ -203,7 +212,8 @@ def run(
 
     if config is None and resume is None:
         raise ClinfuseError("run: pass a config file, e.g. clinfuse run configs/demo.yaml (or --resume RUN_ID)")
-    cfg = load_config(config, set_) if config is not None else config_of_run(resume, Path.cwd(), set_)
+    # A resumed run needs its checkpoints; from a fresh folder they come from the tracking server.
+    cfg = load_config(config, set_) if config is not None else config_of_run(resume, Path.cwd(), set_, checkpoints=True)
     _run_and_report(cfg, resume)
 
 
@@ -222,11 +232,14 @@ def tune(
 
 
 @app.command("explain")
-def explain(run_id: str = typer.Argument(..., help="MLflow run id of a finished clinfuse run.")) -> None:
+def explain(
+    run_id: str = typer.Argument(..., help="MLflow run id of a finished clinfuse run."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key: --set cohort=/data/coh (repeatable)."),
+) -> None:
     """(Re)compute a run's explanations from its checkpoints and log them to the same run."""
     from clinfuse.pipeline.resume import config_of_run
 
-    cfg = config_of_run(run_id, Path.cwd(), ["explain.enabled=true"])
+    cfg = config_of_run(run_id, Path.cwd(), [*set_, "explain.enabled=true"], checkpoints=True)
     outcome = _run_and_report(cfg, run_id)
     typer.echo(f"contributions: {outcome.run_dir / 'contributions.csv'}")
 
@@ -244,14 +257,21 @@ def report(
 
 @app.command("ui")
 def ui(
-    host: str = typer.Option("127.0.0.1", help="Address to bind (127.0.0.1 keeps the dashboard local)."),
+    host: str | None = typer.Option(None, help="Address to bind (default 127.0.0.1: the dashboard stays local)."),
     port: int = typer.Option(5000, help="Port."),
     tracking_uri: str | None = typer.Option(None, help="Store to show (default: MLFLOW_TRACKING_URI or ./mlflow.db)."),
 ) -> None:
     """Start the MLflow dashboard on the same store as `clinfuse run`."""
-    from clinfuse.tracking import launch_ui, resolve_tracking_uri
+    from clinfuse.tracking import is_loopback, launch_ui, resolve_tracking_uri
 
-    launch_ui(resolve_tracking_uri(tracking_uri, Path.cwd()), host=host, port=port)
+    if host is not None and not is_loopback(host):
+        print(
+            f"warning: the dashboard on {host}:{port} is reachable from other machines and has NO authentication; "
+            "anyone who can reach it sees every run. Serve it with `mlflow server --app-name basic-auth` instead "
+            "(see docs/tracking.md)",
+            file=sys.stderr,
+        )
+    launch_ui(resolve_tracking_uri(tracking_uri, Path.cwd()), host=host or "127.0.0.1", port=port)
 
 
 @app.command("demo")
@@ -280,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     Args:
         argv: arguments (default: ``sys.argv[1:]``).
     """
+    for key, value in _MLFLOW_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     try:
         # Not standalone: usage errors come back here and get the same one-line form as data errors.
         code = app(args=argv, prog_name="clinfuse", standalone_mode=False)

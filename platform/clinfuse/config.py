@@ -125,6 +125,7 @@ class TrackingConfig(_Strict):
     uri: str | None = None
     experiment: str | None = None
     log_model: bool = True
+    system_metrics: bool = False
 
 
 class ExplainConfig(_Strict):

@@ -27,11 +27,13 @@ MODALITY_IMPORTANCE = "modality_importance.json"
 MODALITY_IMPORTANCE_CSV = "modality_importance.csv"  # scope, game, modality, value, ci_low, ci_high, ...
 REPORT = "report.html"
 OVERLAYS = "overlays"  # overlays/<modality>/<patient>.png
-CHECKPOINTS = "checkpoints"  # checkpoints/<model>/fold<k>.pt (local; resume)
+CHECKPOINTS = "checkpoints"  # checkpoints/<model>/fold<k>.pt (resume; logged as each fold ends)
 CACHE = "cache"  # cache/<modality>/ (local; kinds' run-level caches)
 MODEL = "model"  # the logged model's artifacts before upload
 
 JSON_FILES = (RUN_INFO, COHORT_SUMMARY, METRICS, MODALITY_SUMMARY, MODALITY_IMPORTANCE)
+# Files a resume needs besides the checkpoints: logged before training, so a killed run can be resumed elsewhere.
+INPUT_FILES = (CONFIG, RUN_INFO, COHORT_SUMMARY, SPLITS)
 CSV_FILES = (SPLITS, COMPARISON, HISTORY, PREDICTIONS, CONTRIBUTIONS, CLASSICAL_CONTRIBUTIONS, MODALITY_IMPORTANCE_CSV)
 # Files a finished run holds and logs to MLflow as artifacts (features_<m>.csv and overlays/ come on top).
 LOGGED_FILES = (CONFIG, *JSON_FILES, *CSV_FILES, REPORT)

@@ -41,14 +41,16 @@ def test_ui_command_serves_the_store(monkeypatch, tmp_path):
     started: list[list[str]] = []
 
     class _FakeProcess:
-        def __init__(self, command: list[str]) -> None:
+        def __init__(self, command: list[str], **options: object) -> None:
             started.append(command)
+            # The UI gets its own process group so stopping it stops its workers too.
+            assert options == {"start_new_session": True}
 
         def wait(self) -> int:
             return 0
 
     monkeypatch.setattr(store.subprocess, "Popen", _FakeProcess)
-    store.launch_ui(uri, port=5123)
+    store.launch_ui(uri, port=5123, block=False)
     command = started[0]
     assert command[1:4] == ["-m", "mlflow", "ui"]
     assert command[command.index("--backend-store-uri") + 1] == uri

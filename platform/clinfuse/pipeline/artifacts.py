@@ -63,6 +63,9 @@ def log_model(
 
     The input example holds the raw features of a few test patients; image paths are left empty (an absent
     image is valid input) because file names can carry patient identifiers.
+
+    Returns:
+        The logged model's id (to link metrics to it).
     """
     ensemble, preprocessors = ensemble_of(trained, cohort, config)
     artifacts = save_predictor_artifacts(folder, ensemble.state_dict(), preprocessors, ensemble.spec)
@@ -73,4 +76,4 @@ def log_model(
             for column in [c for c in frame.columns if c.startswith(f"{name}.")]:
                 frame[column] = None
     output = predict_frame(ensemble, preprocessors, frame)
-    return log_pyfunc_model(artifacts, ClinfusePyfunc(model_from_spec, predict_frame), frame, output).model_uri
+    return log_pyfunc_model(artifacts, ClinfusePyfunc(model_from_spec, predict_frame), frame, output).model_id

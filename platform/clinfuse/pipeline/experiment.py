@@ -26,9 +26,11 @@ from clinfuse.pipeline.artifacts import ensure_writable_dir, log_model, write_js
 from clinfuse.pipeline.callbacks import MlflowCallback, ProgressCallback
 from clinfuse.pipeline.classical import explain_classical, run_classical
 from clinfuse.pipeline.cohort_view import restrict_to_modalities
+from clinfuse.pipeline.dashboard import log_dashboard
 from clinfuse.privacy import load_or_create_salt, pseudonymise
 from clinfuse.tracking import (
     git_commit,
+    link_model_metrics,
     log_artifact,
     log_artifacts_dir,
     log_cohort_datasets,
@@ -124,7 +126,12 @@ def _run(
     experiment = config.tracking.experiment or config.name
     ensure_writable_dir(project_dir / config.report.out_dir, "report.out_dir")
     experiment_id = setup_tracking(resolve_tracking_uri(config.tracking.uri, project_dir), experiment)
-    with tracked_run(run_name=config.name, run_id=resume, experiment_id=experiment_id) as run:
+    with tracked_run(
+        run_name=config.name,
+        run_id=resume,
+        experiment_id=experiment_id,
+        system_metrics=config.tracking.system_metrics,
+    ) as run:
         run_id = broadcast_object(run.info.run_id, ctx)
         run_dir = (project_dir / config.report.out_dir / experiment / run_id).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,10 +140,13 @@ def _run(
             log_tags(cohort.name, cohort.content_hash, config.seed, str(device), {"clinfuse.task": cohort.task})
             _log_datasets(cohort, pseudo_ids, config.privacy.pseudonymise)
         _write_inputs(run_dir, config, cohort, modalities, splits, pseudo_ids, run_id, experiment, device)
+        # Logged now, not only at the end: with the fold checkpoints they let anyone resume a killed run.
+        for name in outputs.INPUT_FILES:
+            log_artifact(run_dir / name)
         prepared = prepare_inputs(cohort, modalities, config, run_dir / outputs.CACHE)
         _add_run_info(run_dir, {"input_notes": input_notes(cohort, prepared)})
         plans = plan_models(config, modalities)
-        callbacks: list[TrainingCallback] = [MlflowCallback()]
+        callbacks: list[TrainingCallback] = [MlflowCallback(run_id)]
         if progress is not None:
             callbacks.append(ProgressCallback(progress))
         trained: list[TrainedModel] = []
@@ -190,9 +200,11 @@ def _run(
                 log_artifact(path)
         if (run_dir / outputs.OVERLAYS).is_dir():
             log_artifacts_dir(run_dir / outputs.OVERLAYS, outputs.OVERLAYS)
+        log_dashboard(run_dir)
         if config.tracking.log_model:
             example = _example_rows(cohort, modalities, splits.test)
-            log_model(primary, cohort, config, run_dir / outputs.MODEL, example)
+            model_id = log_model(primary, cohort, config, run_dir / outputs.MODEL, example)
+            link_model_metrics(model_id, metrics[primary.plan.name]["test"])
     return RunOutcome(run_id, run_dir, metrics, comparison, report, trained)
 
 

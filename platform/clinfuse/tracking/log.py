@@ -20,6 +20,7 @@ from typing import Any
 import mlflow
 import mlflow.data
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import PandasDataset
 
 import clinfuse
@@ -237,9 +238,38 @@ def log_artifacts_dir(path: str | Path, artifact_path: str | None = None) -> Non
     mlflow.log_artifacts(str(path), artifact_path=artifact_path)
 
 
-def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
-    """Upload one file to the active run (under ``artifact_path`` when given)."""
+def log_artifact(path: str | Path, artifact_path: str | None = None, run_id: str | None = None) -> None:
+    """Upload one file to the active run, or to ``run_id`` when given (under ``artifact_path`` when given)."""
     path = Path(path)
     if not path.is_file():
         raise RunError(f"{path}: artifact file not found; write the run outputs before logging them")
-    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+    if run_id is None:
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+    else:
+        MlflowClient().log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+
+def log_table(frame: pd.DataFrame, artifact_file: str) -> None:
+    """Log ``frame`` as an MLflow table (``artifact_file`` ends in ``.json``), shown as a grid in the UI."""
+    mlflow.log_table(frame.reset_index(drop=True), artifact_file=artifact_file)
+
+
+def log_figure(figure: Any, artifact_file: str) -> None:
+    """Log a matplotlib figure as an image (``artifact_file`` ends in ``.png``) and close it."""
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(figure, artifact_file)
+    plt.close(figure)
+
+
+def set_run_note(markdown: str) -> None:
+    """Set the active run's description (``mlflow.note.content``, rendered as markdown on the run page)."""
+    mlflow.set_tag("mlflow.note.content", markdown)
+
+
+def link_model_metrics(model_id: str, metrics: Mapping[str, Any], prefix: str = "test") -> dict[str, float]:
+    """Log ``metrics`` again to the active run, linked to the logged model ``model_id`` (its page lists them)."""
+    clean = {sanitize_name(f"{prefix}_{k}"): v for k, v in _numeric(metrics)}
+    for name, value in clean.items():
+        mlflow.log_metric(name, value, step=0, model_id=model_id)
+    return clean

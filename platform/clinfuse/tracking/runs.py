@@ -17,6 +17,8 @@ from typing import Any
 import mlflow
 from mlflow import ActiveRun, MlflowClient
 
+from clinfuse.errors import RunError
+from clinfuse.tracking.remote import ServerLostError, is_connection_lost, lost_server_error
 from clinfuse.tracking.store import get_run, setup_tracking
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -70,6 +72,7 @@ def tracked_run(
     run_id: str | None = None,
     experiment_id: str | None = None,
     description: str | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[ActiveRun]:
     """Open an MLflow run for the ``with`` block and end it ``FINISHED``, ``FAILED`` or ``KILLED``.
 
@@ -80,9 +83,10 @@ def tracked_run(
         run_id: reopen this existing run instead of creating one.
         experiment_id: experiment of a new run (default: the active experiment).
         description: run description shown in the UI.
+        system_metrics: sample CPU, memory (and GPU) use into the run (``tracking.system_metrics``; needs psutil).
 
     Raises:
-        RunError: ``run_id`` is not in the current tracking store.
+        RunError: ``run_id`` is not in the current tracking store, or system metrics need psutil.
 
     Yields:
         The active run; its id is ``run.info.run_id``.
@@ -90,6 +94,11 @@ def tracked_run(
     if run_id is not None:
         # An unknown id must be a one-line RunError, not MLflow's exception from start_run.
         get_run(run_id)
+    if system_metrics:
+        try:
+            import psutil  # noqa: F401
+        except ImportError:
+            raise RunError("config key 'tracking.system_metrics' needs psutil: pip install psutil") from None
     run = mlflow.start_run(
         run_id=run_id,
         experiment_id=experiment_id,
@@ -97,18 +106,43 @@ def tracked_run(
         nested=nested,
         tags=tags,
         description=description,
+        log_system_metrics=system_metrics or None,
     )
     status = "FINISHED"
+    lost = False
     try:
         yield run
     except KeyboardInterrupt:
         status = "KILLED"
         raise
-    except BaseException:
+    except BaseException as exc:
         status = "FAILED"
-        raise
+        if not is_connection_lost(exc):
+            raise
+        lost = True
+        if nested or isinstance(exc, ServerLostError):
+            raise  # the top-level run names itself in the message: it is the one to resume
+        raise lost_server_error(mlflow.get_tracking_uri(), run.info.run_id) from None
     finally:
-        _end(run.info.run_id, status)
+        if lost:
+            _forget(run.info.run_id)
+        else:
+            _end(run.info.run_id, status)
+
+
+def _forget(run_id: str) -> None:
+    """Drop ``run_id`` (and runs nested in it) from this process's active runs without asking the server.
+
+    The server is gone, so the run stays ``RUNNING`` there until ``--resume`` continues it.
+    """
+    while (active := mlflow.active_run()) is not None:
+        try:
+            mlflow.end_run()
+        except Exception as exc:  # MLflow pops the run before telling the server, which is gone
+            if not is_connection_lost(exc):
+                raise
+        if active.info.run_id == run_id:
+            break
 
 
 @contextmanager

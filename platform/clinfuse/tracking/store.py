@@ -6,11 +6,16 @@ By default a project keeps everything next to itself: ``mlflow.db`` (MLflow's em
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 
 import mlflow
 from mlflow import MlflowClient
@@ -19,10 +24,15 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
 from clinfuse.errors import RunError
+from clinfuse.tracking.remote import check_server, is_connection_lost, server_address
 
 DB_NAME = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 _SQLITE_PREFIX = "sqlite:///"
+# MLflow 3's UI picks an experiment's view from this tag; without it a new experiment opens in the GenAI view
+# (traces, prompts) instead of the model-training view with the run table and metrics.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_TAGS = {EXPERIMENT_KIND_TAG: "custom_model_development"}
 
 
 def resolve_tracking_uri(config_uri: str | None, project_dir: str | Path) -> str:
@@ -67,11 +77,15 @@ def setup_tracking(tracking_uri: str, experiment: str) -> str:
     Raises:
         RunError: the store cannot be opened or written, or the experiment is deleted.
     """
+    check_server(tracking_uri)
     try:
         return _setup_tracking(tracking_uri, experiment)
     except (MlflowException, OSError, SQLAlchemyError) as exc:
         # A store that cannot be opened is the user's to fix (path, permissions, wrong file), not a crash.
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+        if is_connection_lost(exc):
+            where = server_address(tracking_uri)
+            raise RunError(f"MLflow server {where} stopped answering; check that it is still running") from None
         raise RunError(
             f"MLflow store {tracking_uri} cannot be used ({reason}); point config key 'tracking.uri' (or "
             "MLFLOW_TRACKING_URI) at a writable sqlite:///PATH/mlflow.db or a running MLflow server"
@@ -97,7 +111,7 @@ def _setup_tracking(tracking_uri: str, experiment: str) -> str:
         if artifact_root is not None:
             location = (artifact_root / _slug(experiment)).resolve().as_uri()
         try:
-            experiment_id = client.create_experiment(experiment, artifact_location=location)
+            experiment_id = client.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_TAGS)
         except MlflowException:
             # Another process created it between our look-up and creation.
             found = client.get_experiment_by_name(experiment)
@@ -111,6 +125,9 @@ def _setup_tracking(tracking_uri: str, experiment: str) -> str:
                 "or choose another `name:` in the config"
             )
         experiment_id = found.experiment_id
+        if EXPERIMENT_KIND_TAG not in found.tags:
+            # Experiments made before this tag existed would otherwise open in the GenAI view.
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_TAGS[EXPERIMENT_KIND_TAG])
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -155,26 +172,61 @@ def ui_command(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> 
     return [*command, "--host", host, "--port", str(port)]
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` binds only this machine (``127.x``, ``::1``, ``localhost``)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def stop_process_tree(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """Stop ``process`` and everything it started (its own process group): SIGTERM, then SIGKILL after ``grace_s``."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_s)
+    # Workers (uvicorn, gunicorn) may outlive the server process that started them; the group goes too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def launch_ui(
     tracking_uri: str, host: str = "127.0.0.1", port: int = 5000, block: bool = True
 ) -> subprocess.Popen[bytes]:
     """Start the MLflow UI on ``tracking_uri`` and print its address.
 
+    The UI runs in its own process group; when blocking, Ctrl-C or SIGTERM stops the whole group (the server
+    and its workers), so the port is free afterwards.
+
     Args:
         tracking_uri: the store to browse (see :func:`resolve_tracking_uri`).
         host: interface to bind; keep ``127.0.0.1`` so patient-level results stay on this machine.
         port: TCP port.
-        block: wait until the UI exits (Ctrl-C stops it); otherwise return at once.
+        block: wait until the UI exits; otherwise return at once (stop it with :func:`stop_process_tree`).
 
     Returns:
         The UI process.
     """
-    process = subprocess.Popen(ui_command(tracking_uri, host, port))
+    process = subprocess.Popen(ui_command(tracking_uri, host, port), start_new_session=True)
     print(f"MLflow UI for {tracking_uri} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
     if block:
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             process.wait()
         except KeyboardInterrupt:
-            process.terminate()
-            process.wait()
+            pass
+        finally:
+            stop_process_tree(process)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return process
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"received signal {signum}")

@@ -8,6 +8,7 @@ callbacks it wants (MLflow logging on the main rank, the live progress display).
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
 
 class TrainingCallback:
@@ -22,3 +23,6 @@ class TrainingCallback:
 
     def on_fold_end(self, model: str, fold: int, metrics: dict[str, float], best_epoch: int) -> None:
         """After a fold was trained: its validation metrics at the best epoch."""
+
+    def on_checkpoint(self, model: str, fold: int, path: Path) -> None:
+        """After a trained fold's checkpoint was written to ``path`` (main rank only)."""

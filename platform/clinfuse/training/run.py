@@ -202,6 +202,8 @@ def train_model(
                     callback.on_fold_end(plan.name, fold, val_metrics, result.best_epoch)
                 if ctx.is_main:
                     _save_checkpoint(checkpoint, result, val_metrics, threshold)
+                    for callback in callbacks:
+                        callback.on_checkpoint(plan.name, fold, checkpoint)
         model.load_state_dict(result.state_dict)
         model.eval()
         trained.folds.append(FoldModel(fold, model, inputs, threshold, result, val_metrics))
