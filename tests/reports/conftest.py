@@ -282,6 +282,9 @@ def write_run_folder(
         "task": task,
         "classes": classes,
         "modalities": modalities,
+        "modality_kinds": {
+            m: k for m, k in zip(MODALITIES, ("image", "tabular", "genomic"), strict=True) if m in modalities
+        },
         "model_name": "gated",
         "started": "2025-01-01T12:00:00",
         "exclusions": exclusions,

@@ -76,30 +76,36 @@ def image_saliency(
     return (full - occluded[0, 0]).detach().cpu().numpy().astype(np.float64)
 
 
+_VIEW_NAMES = ("sagittal", "coronal", "axial")
+_VIEW_INCHES = 3.4  # each view is at least 3.4 in x _DPI = 306 px on its short side
+_DPI = 90
+
+
 def _panels(image: np.ndarray, saliency: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """2D: the image itself; 3D: the middle slice along each axis."""
+    """2D: the image itself; 3D: three orthogonal slices through the voxel of largest |saliency|.
+
+    Slicing through the maximum (rather than the middle) shows the region the model reacts to most in every
+    view, which is what a reader checks first.
+    """
     if saliency.ndim == 2:
         return [("", image, saliency)]
-    panels = []
-    for axis in range(3):
-        middle = saliency.shape[axis] // 2
-        panels.append(
-            (
-                f"axis {axis}, slice {middle}",
-                np.take(image, middle, axis=axis),
-                np.take(saliency, middle, axis),
-            )
+    peak = np.unravel_index(int(np.argmax(np.abs(saliency))), saliency.shape)
+    return [
+        (
+            f"{_VIEW_NAMES[axis]} (axis {axis}, slice {peak[axis]})",
+            np.take(image, peak[axis], axis=axis),
+            np.take(saliency, peak[axis], axis=axis),
         )
-    return panels
+        for axis in range(3)
+    ]
 
 
-def save_overlay(image: np.ndarray, saliency: np.ndarray, path: Path, title: str) -> Path:
-    """Write a PNG of the image (grey) with the saliency map over it.
+def overlay_figure(image: np.ndarray, saliency: np.ndarray, title: str) -> Figure:
+    """The image (grey) with the saliency map over it: one view for 2D, three orthogonal views for 3D.
 
     Args:
         image: ``(*spatial)`` or ``(C, *spatial)`` (the first channel is shown), 2D or 3D.
         saliency: ``(*spatial)`` map of the same spatial shape.
-        path: PNG file to write (parent folders are created).
         title: figure title (never a raw patient id).
     """
     image = np.asarray(image, dtype=np.float64)
@@ -111,17 +117,37 @@ def save_overlay(image: np.ndarray, saliency: np.ndarray, path: Path, title: str
     panels = _panels(image, saliency)
     # Symmetric colour range: red raises the logit, blue lowers it, white is neutral.
     limit = float(np.abs(saliency).max()) or 1.0
-    figure = Figure(figsize=(4 * len(panels), 4.4))
+    figure = Figure(figsize=(_VIEW_INCHES * len(panels) + 1.3, _VIEW_INCHES + 0.8), layout="constrained")
     FigureCanvasAgg(figure)
-    for k, (label, picture, heat) in enumerate(panels):
-        ax = figure.add_subplot(1, len(panels), k + 1)
-        ax.imshow(picture.T, cmap="gray", origin="lower")
-        shown = ax.imshow(heat.T, cmap="bwr", vmin=-limit, vmax=limit, alpha=0.45, origin="lower")
-        ax.set_title(label, fontsize=9)
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (label, picture, heat) in zip(axes, panels, strict=True):
+        # Nearest-neighbour upsampling keeps small research volumes (16^3) honest: a voxel stays a square.
+        ax.imshow(picture.T, cmap="gray", origin="lower", interpolation="nearest")
+        shown = ax.imshow(
+            heat.T, cmap="bwr", vmin=-limit, vmax=limit, alpha=0.5, origin="lower", interpolation="nearest"
+        )
+        ax.set_title(label, fontsize=10)
         ax.set_axis_off()
-    figure.colorbar(shown, ax=figure.axes, shrink=0.8, label="logit drop when occluded")
-    figure.suptitle(title)
+    bar = figure.colorbar(shown, ax=list(axes), shrink=0.9, aspect=18, pad=0.02)
+    bar.set_label("logit drop when occluded", fontsize=10)
+    bar.ax.tick_params(labelsize=9)
+    figure.suptitle(title, fontsize=11)
+    return figure
+
+
+def save_overlay(image: np.ndarray, saliency: np.ndarray, path: Path, title: str) -> Path:
+    """Write a PNG of the image (grey) with the saliency map over it (see :func:`overlay_figure`).
+
+    Each view is at least 300 px on its short side, so the report can show it at full size.
+
+    Args:
+        image: ``(*spatial)`` or ``(C, *spatial)`` (the first channel is shown), 2D or 3D.
+        saliency: ``(*spatial)`` map of the same spatial shape.
+        path: PNG file to write (parent folders are created).
+        title: figure title (never a raw patient id).
+    """
+    figure = overlay_figure(image, saliency, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=80)
+    figure.savefig(path, dpi=_DPI)
     return path

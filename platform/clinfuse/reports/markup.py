@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import math
 import numbers
 from collections.abc import Iterable, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image
 
 from clinfuse.reports.plots import to_png
 
@@ -86,9 +88,25 @@ def heading(text: str, level: int = 3) -> Raw:
     return Raw(f"<h{level}>{esc(text)}</h{level}>")
 
 
+def compact_png(png: bytes) -> bytes:
+    """The PNG quantised to a 256-colour palette when that is smaller (figures and overlays use few colours).
+
+    Palette PNGs are lossless for line art and visually identical for blended overlays, and a third to a
+    fifth of the size, which keeps a report with dozens of figures well under 10 MB.
+    """
+    try:
+        with Image.open(io.BytesIO(png)) as picture:
+            palette = picture.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+            buffer = io.BytesIO()
+            palette.save(buffer, format="PNG", optimize=True)
+    except (OSError, ValueError):
+        return png  # not a PNG we can read: embed it as it is
+    return buffer.getvalue() if buffer.tell() < len(png) else png
+
+
 def image(png: bytes, alt: str, css: str = "") -> Raw:
-    """A PNG embedded as a base64 data URI (the report stays one self-contained file)."""
-    data = base64.b64encode(png).decode("ascii")
+    """A PNG embedded (palette-compressed) as a base64 data URI (the report stays one self-contained file)."""
+    data = base64.b64encode(compact_png(png)).decode("ascii")
     cls = f' class="{esc(css)}"' if css else ""
     return Raw(f'<img{cls} alt="{esc(alt)}" src="data:image/png;base64,{data}">')
 

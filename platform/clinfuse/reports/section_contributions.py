@@ -10,6 +10,7 @@ import pandas as pd
 from clinfuse.reports import modality_summary, plots
 from clinfuse.reports.markup import Raw, figure, heading, missing, note, para, section, table
 from clinfuse.reports.run_folder import RunFolder, label_indices
+from clinfuse.reports.section_features import feature_views
 
 
 def modality_columns(frame: pd.DataFrame, modalities: list[str], prefix: str) -> list[str]:
@@ -231,6 +232,7 @@ def contributions_section(run: RunFolder) -> Raw:
         )
         parts.extend(_summary_only(summary or {}))
         parts.extend(_interactions(summary or {}))
+        parts.extend(feature_views(run))
         return section("contributions", "Modality contributions", parts)
     parts.extend(_overall(frame, modalities))
     parts.extend(_per_class(run, frame, modalities))
@@ -246,4 +248,5 @@ def contributions_section(run: RunFolder) -> Raw:
     else:
         parts.extend(_interactions(summary))
     parts.extend(_gates(frame, modalities))
+    parts.extend(feature_views(run))
     return section("contributions", "Modality contributions", parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from clinfuse.reports.markup import Raw, esc, heading, missing, note, para, section, table
 from clinfuse.reports.run_folder import RunFolder
+from clinfuse.reports.shareable import project_root, shareable_config
 
 _HOW = (
     "Modality contributions are exact Shapley values over modality coalitions: the model is evaluated on "
@@ -114,7 +115,14 @@ def reproducibility_section(run: RunFolder) -> Raw:
     if config is None:
         parts.append(missing("config.yaml", "the resolved configuration is not shown"))
     else:
-        parts.append(Raw(f"<pre>{esc(config)}</pre>"))
+        shown = shareable_config(config, run.modality_kinds, project_root(run.path))
+        parts += [
+            para(
+                "Paths are relative to the project folder; each modality's encoder block lists only the keys its "
+                "kind uses."
+            ),
+            Raw(f"<pre>{esc(shown)}</pre>"),
+        ]
     if run.missing:
         parts.append(note("Files absent from the run folder: " + ", ".join(run.missing) + "."))
     parts.append(para(f"Run folder: {run.path.name}"))
