@@ -167,7 +167,9 @@ def test_other_tasks_build(make_run_folder, parse, task: str) -> None:
     text = report.section_text("performance")
     assert ("Kaplan-Meier" not in text) if task == "multiclass" else ("Risk distribution" not in text)
     alts = re.findall(r'alt="([^"]*)"', (run_dir / "report.html").read_text())
-    wanted = ["ROC and precision-recall curves", "Calibration"] if task == "multiclass" else ["Risk distribution by outcome"]
+    wanted = (
+        ["ROC and precision-recall curves", "Calibration"] if task == "multiclass" else ["Risk distribution by outcome"]
+    )
     assert set(wanted) <= set(alts)
     if task == "survival":
         _, *rows = report.table("metrics")

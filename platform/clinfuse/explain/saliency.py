@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from monai.visualize import OcclusionSensitivity
 from torch import Tensor, nn
@@ -77,24 +79,25 @@ def image_saliency(
 
 
 _VIEW_NAMES = ("sagittal", "coronal", "axial")
-_VIEW_INCHES = 3.4  # each view is at least 3.4 in x _DPI = 306 px on its short side
+_VIEW_INCHES = 4.0  # every view is about 4 in x _DPI = 360 px tall
 _DPI = 90
 
 
-def _panels(image: np.ndarray, saliency: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _panels(image: np.ndarray, saliency: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, tuple[int, ...]]]:
     """2D: the image itself; 3D: three orthogonal slices through the voxel of largest |saliency|.
 
     Slicing through the maximum (rather than the middle) shows the region the model reacts to most in every
-    view, which is what a reader checks first.
+    view, which is what a reader checks first. Each panel carries the peak's in-plane position.
     """
+    peak = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.abs(saliency))), saliency.shape))
     if saliency.ndim == 2:
-        return [("", image, saliency)]
-    peak = np.unravel_index(int(np.argmax(np.abs(saliency))), saliency.shape)
+        return [("", image, saliency, peak)]
     return [
         (
             f"{_VIEW_NAMES[axis]} (axis {axis}, slice {peak[axis]})",
             np.take(image, peak[axis], axis=axis),
             np.take(saliency, peak[axis], axis=axis),
+            tuple(p for k, p in enumerate(peak) if k != axis),
         )
         for axis in range(3)
     ]
@@ -117,28 +120,35 @@ def overlay_figure(image: np.ndarray, saliency: np.ndarray, title: str) -> Figur
     panels = _panels(image, saliency)
     # Symmetric colour range: red raises the logit, blue lowers it, white is neutral.
     limit = float(np.abs(saliency).max()) or 1.0
-    figure = Figure(figsize=(_VIEW_INCHES * len(panels) + 1.3, _VIEW_INCHES + 0.8), layout="constrained")
+    # Every view gets the same height and a width in proportion to its shape (shown transposed: width is
+    # the first axis), so no view of an anisotropic volume is squeezed; extreme shapes are capped.
+    ratios = [min(2.5, max(0.4, picture.shape[0] / picture.shape[1])) for _, picture, _, _ in panels]
+    figure = Figure(figsize=(_VIEW_INCHES * sum(ratios) + 1.6, _VIEW_INCHES + 0.9), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (label, picture, heat) in zip(axes, panels, strict=True):
+    axes = figure.subplots(1, len(panels), squeeze=False, gridspec_kw={"width_ratios": ratios})[0]
+    for ax, (label, picture, heat, (px, py)) in zip(axes, panels, strict=True):
         # Nearest-neighbour upsampling keeps small research volumes (16^3) honest: a voxel stays a square.
         ax.imshow(picture.T, cmap="gray", origin="lower", interpolation="nearest")
-        shown = ax.imshow(
-            heat.T, cmap="bwr", vmin=-limit, vmax=limit, alpha=0.5, origin="lower", interpolation="nearest"
-        )
-        ax.set_title(label, fontsize=10)
+        # Opacity grows with |saliency|: neutral regions leave the anatomy untouched instead of washing it out.
+        opacity = (0.7 * (np.abs(heat) / limit) ** 0.7).T
+        ax.imshow(heat.T, cmap="bwr", vmin=-limit, vmax=limit, alpha=opacity, origin="lower", interpolation="nearest")
+        # Where the other views cut through this one: the saliency peak.
+        ax.axvline(px, color="#f1c40f", linewidth=0.8, linestyle=":")
+        ax.axhline(py, color="#f1c40f", linewidth=0.8, linestyle=":")
+        ax.set_title(label, fontsize=12)
         ax.set_axis_off()
+    shown = ScalarMappable(norm=Normalize(-limit, limit), cmap="bwr")
     bar = figure.colorbar(shown, ax=list(axes), shrink=0.9, aspect=18, pad=0.02)
-    bar.set_label("logit drop when occluded", fontsize=10)
-    bar.ax.tick_params(labelsize=9)
-    figure.suptitle(title, fontsize=11)
+    bar.set_label("logit drop when occluded (dotted: peak)", fontsize=12)
+    bar.ax.tick_params(labelsize=11)
+    figure.suptitle(title, fontsize=13)
     return figure
 
 
 def save_overlay(image: np.ndarray, saliency: np.ndarray, path: Path, title: str) -> Path:
     """Write a PNG of the image (grey) with the saliency map over it (see :func:`overlay_figure`).
 
-    Each view is at least 300 px on its short side, so the report can show it at full size.
+    Every view is about 300 px tall or more, so the report can show them at full size.
 
     Args:
         image: ``(*spatial)`` or ``(C, *spatial)`` (the first channel is shown), 2D or 3D.

@@ -104,9 +104,16 @@ def compact_png(png: bytes) -> bytes:
     return buffer.getvalue() if buffer.tell() < len(png) else png
 
 
-def image(png: bytes, alt: str, css: str = "") -> Raw:
-    """A PNG embedded (palette-compressed) as a base64 data URI (the report stays one self-contained file)."""
-    data = base64.b64encode(compact_png(png)).decode("ascii")
+def image(png: bytes, alt: str, css: str = "", compact: bool = True) -> Raw:
+    """A PNG embedded as a base64 data URI (the report stays one self-contained file).
+
+    Args:
+        png: the PNG's bytes.
+        alt: the alternative text.
+        css: a class name.
+        compact: palette-compress it (figures); image evidence keeps its full colours (no banding).
+    """
+    data = base64.b64encode(compact_png(png) if compact else png).decode("ascii")
     cls = f' class="{esc(css)}"' if css else ""
     return Raw(f'<img{cls} alt="{esc(alt)}" src="data:image/png;base64,{data}">')
 
@@ -130,7 +137,7 @@ def details(summary: str, parts: Iterable[str]) -> Raw:
 
 def figure_png(png: bytes, alt: str, caption: str) -> Raw:
     """A PNG file's bytes as a captioned figure (patient-card panels)."""
-    return Raw(f"<figure>{image(png, alt, 'overlay')}<figcaption>{esc(caption)}</figcaption></figure>")
+    return Raw(f"<figure>{image(png, alt, 'overlay', compact=False)}<figcaption>{esc(caption)}</figcaption></figure>")
 
 
 def top_features_table(modality: str, patient: str, features: Any, top: int = 5) -> Raw:

@@ -234,7 +234,7 @@ def fit_labels(fig: Figure, ax: Any, texts: list[Text], rounds: int = 4) -> None
     """
     canvas = _agg(fig)
     for _ in range(rounds):
-        canvas.draw()
+        fig.draw_without_rendering()  # lays out (constrained layout, ticks) without rasterising
         renderer = canvas.get_renderer()
         inside = ax.get_window_extent(renderer)
         boxes = [t.get_window_extent(renderer) for t in texts]
@@ -255,7 +255,7 @@ def text_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
     Tick labels outside the axis range are not drawn and not returned.
     """
     canvas = _agg(fig)
-    canvas.draw()
+    fig.draw_without_rendering()
     renderer = canvas.get_renderer()
     found: list[tuple[str, Bbox]] = []
     for ax in fig.axes:
