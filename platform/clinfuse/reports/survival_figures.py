@@ -103,11 +103,12 @@ def kaplan_meier_figure(risk: np.ndarray, time: np.ndarray, event: np.ndarray, g
         title=f"Kaplan-Meier by predicted risk group (log-rank p = {p_text})",
         ylabel="Survival probability",
         ylim=(0, 1.02),
-        xlim=(0, end),
+        # A little room left of 0 so the counts centred under t = 0 stay clear of the group names.
+        xlim=(-0.05 * end, end * 1.02),
     )
     ax.legend(fontsize=8, loc="lower left")
     ax.xaxis.set_major_locator(MaxNLocator(6))
-    ticks = [t for t in ax.get_xticks() if 0 <= t <= end]
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= end * 1.02]
     table.set_ylim(-0.5, n_groups - 0.5)
     table.invert_yaxis()
     table.set_yticks(range(n_groups), groups.names, fontsize=8)
