@@ -25,6 +25,11 @@ _HOW = (
     "or thresholds; confidence intervals are percentile bootstraps over test patients. Fold means and sds"
     " are over the cross-validation validation folds. The classification threshold was chosen on "
     "validation folds.",
+    "Calibration: the reliability diagram and the ECE use the same 10 equal-width bins of the predicted "
+    "probability (P(positive) for binary tasks, the top-label confidence for multiclass ones). The calibration "
+    "intercept (calibration-in-the-large, logit(p) as an offset; ideal 0) and slope (ideal 1; below 1 means "
+    "too extreme predictions) come from logistic regression on logit(p) with Wald CIs. The decision curve shows "
+    "the net benefit TP/n − FP/n · t/(1 − t) of acting when the prediction exceeds the threshold t.",
 )
 
 _SURVIVAL = (
@@ -36,6 +41,9 @@ _SURVIVAL = (
     "The model predicts a log-risk, not survival curves, so the IBS uses survival curves from a Breslow "
     "baseline hazard fitted on the evaluated patients' own risks and outcomes: it judges whether the spread "
     "of the risks matches the outcomes given the best baseline for them, not a calibrated survival forecast.",
+    "Kaplan-Meier curves are drawn per tertile of the predicted log-risk with pointwise 95% log-log bands "
+    "(scikit-survival), numbers at risk under the plot and a log-rank test across the three groups; AUC(t) is "
+    "the cumulative/dynamic AUC at horizons from the 10th to the 90th percentile of event times.",
 )
 
 _NOT = (
