@@ -51,6 +51,10 @@ def _survival_curves(predictions: Any, chosen: str, run: RunFolder) -> list[str]
     if "time" not in predictions.columns:
         return [*parts, note("predictions.csv holds no 'time' column, so no Kaplan-Meier curves are drawn.")]
     time = predictions["time"].to_numpy(float)
+    keep = np.isfinite(risk) & np.isfinite(time)
+    risk, time, event = risk[keep], time[keep], event[keep]
+    if len(risk) < 3:
+        return [*parts, note(f"Fewer than three {chosen} have a risk and a time: no Kaplan-Meier curves are drawn.")]
     groups = survival_figures.risk_groups(risk, time, event)
     parts += [
         heading("Kaplan-Meier by predicted risk group"),
