@@ -72,3 +72,29 @@ def test_save_overlay_writes_png(tmp_path, shape):
     assert (width > 2 * height) == (len(shape) == 3)
     with pytest.raises(ValueError, match="share"):
         save_overlay(image, saliency[:-1], tmp_path / "bad.png", "bad")
+
+
+def test_overlay_views_are_readable_and_cross_at_the_saliency_peak(tmp_path):
+    from clinfuse.explain.saliency import _DPI, overlay_figure
+
+    shape = (16, 12, 10)
+    zz, yy, xx = np.meshgrid(*(np.arange(s) for s in shape), indexing="ij")
+    saliency = -np.exp(-((zz - 11) ** 2 + (yy - 3) ** 2 + (xx - 7) ** 2) / 4.0)  # peak of |s| at (11, 3, 7)
+    figure = overlay_figure(np.ones(shape), saliency, "p1")
+    figure.set_dpi(_DPI)
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    views = [ax for ax in figure.axes if ax.images]
+    assert [ax.get_title() for ax in views] == [
+        "sagittal (axis 0, slice 11)",
+        "coronal (axis 1, slice 3)",
+        "axial (axis 2, slice 7)",
+    ]
+    # Each view at least 256 px on both sides as saved, whatever the volume's aspect.
+    for ax in views:
+        box = ax.get_window_extent(renderer)
+        assert min(box.width, box.height) >= 256, box
+    colorbar = next(ax for ax in figure.axes if not ax.images)
+    assert colorbar.get_ylabel().startswith("logit drop when occluded") and colorbar.yaxis.label.get_size() >= 10
+    two_d = overlay_figure(np.ones((8, 8)), np.eye(8), "p2")
+    assert sum(bool(ax.images) for ax in two_d.axes) == 1

@@ -161,10 +161,12 @@ def test_classical_contributions_are_efficient(compare_run: CompareRun) -> None:
 
 def test_feature_attributions_and_summary(compare_run: CompareRun) -> None:
     clinical = pd.read_csv(compare_run.run_dir / "features_clinical.csv")
-    assert list(clinical.columns) == ["patient", "feature", "value", "attribution"]
+    assert list(clinical.columns) == ["patient", "feature", "value", "attribution", "base_value"]
     assert set(clinical["feature"]) <= {"age", "sex", "stage", "marker_a", "marker_b", "bmi"}
     assert "mrn" not in set(clinical["feature"]) and "diagnosis" not in set(clinical["feature"])
     assert np.isfinite(clinical["attribution"]).all()
+    assert np.isfinite(clinical["base_value"]).all()
+    assert (clinical.groupby("patient")["base_value"].nunique() == 1).all()  # one reference per patient
     genomic = pd.read_csv(compare_run.run_dir / "features_genomic.csv")
     assert genomic["feature"].str.match(r"^G\d{4}$").all()
     summary = json.loads((compare_run.run_dir / "modality_summary.json").read_text())

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from clinfuse.config import ExperimentConfig, config_to_dict
+from clinfuse.config import EncoderConfig, ExperimentConfig, config_to_dict
+from clinfuse.explain.saliency import save_overlay
 
 MODALITIES = ("imaging", "clinical", "genomic")
 CLINICAL = ("age", "sex", "bmi", "smoking", "tumour_grade", "psa")
@@ -252,14 +252,21 @@ def write_run_folder(
             run_dir / f"features_{modality}.csv", index=False
         )
     if "imaging" in modalities:
-        (run_dir / "overlays" / "imaging").mkdir(parents=True)
-        for patient in frame.loc[frame["present_imaging"], "patient"].head(6):
-            yy, xx = np.mgrid[0:64, 0:64]
-            heat = np.exp(-((xx - rng.integers(16, 48)) ** 2 + (yy - 32) ** 2) / 120.0)
-            rgb = np.stack([160 + 95 * heat, 120 * (1 - heat) + 60, 120 * (1 - heat) + 60], axis=-1)
-            Image.fromarray(rgb.astype(np.uint8)).save(run_dir / "overlays" / "imaging" / f"{patient}.png")
-
-    config = ExperimentConfig(name="demo-exp", cohort=Path("cohorts/demo"), modalities=modalities, seed=7)
+        # Real overlays (as the image kind writes them): a 16^3 volume with a blob the saliency peaks on.
+        zz, yy, xx = np.mgrid[0:16, 0:16, 0:16]
+        volume = np.exp(-((zz - 8) ** 2 + (yy - 8) ** 2 + (xx - 8) ** 2) / 40.0)
+        for patient in frame.loc[frame["present_imaging"], "patient"].head(3):
+            centre = rng.integers(4, 12, 3)
+            heat = np.exp(-((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2) / 6.0)
+            save_overlay(volume, heat, run_dir / "overlays" / "imaging" / f"{patient}.png", f"{patient}: imaging")
+    # As a real run writes it: the cohort resolved to an absolute path inside the project (``root``), and
+    # every encoder block with every field of EncoderConfig; one file outside the project.
+    encoders = {m: EncoderConfig(embed_dim=16) for m in modalities}
+    if "genomic" in encoders:
+        encoders["genomic"] = EncoderConfig(top_k_genes=100, gene_groups=Path("/opt/shared/pathways/groups.csv"))
+    config = ExperimentConfig(
+        name="demo-exp", cohort=(root / "cohorts" / "demo").resolve(), modalities=modalities, encoders=encoders, seed=7
+    )
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
     exclusions = [{"what": "patient rows", "reason": "label missing", "count": 2}]
     run_info = {
@@ -282,6 +289,9 @@ def write_run_folder(
         "task": task,
         "classes": classes,
         "modalities": modalities,
+        "modality_kinds": {
+            m: k for m, k in zip(MODALITIES, ("image", "tabular", "genomic"), strict=True) if m in modalities
+        },
         "model_name": "gated",
         "started": "2025-01-01T12:00:00",
         "exclusions": exclusions,

@@ -10,7 +10,6 @@ import pytest
 
 from clinfuse.reports.markup import esc, fmt
 from clinfuse.reports.modality_summary import by_modality, interactions, per_class
-from clinfuse.reports.plots import _kaplan_meier
 from clinfuse.reports.run_folder import RunFolder, held_out_predictions, label_indices, load_run_folder
 from clinfuse.reports.section_contributions import cohort_contributions, efficiency_gap
 from clinfuse.reports.section_patients import disagreement, select_patients
@@ -87,12 +86,6 @@ def test_select_patients_covers_each_group_without_duplicates(tmp_path: Path) ->
 def test_select_patients_for_survival_uses_risk(tmp_path: Path) -> None:
     chosen = select_patients(_run(tmp_path, "survival"), _frame(), ["img", "clin"], 2)
     assert chosen == [(0, "highest predicted risk"), (1, "lowest predicted risk")]
-
-
-def test_kaplan_meier_by_hand() -> None:
-    times, survival = _kaplan_meier(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1, 0, 1, 0]))
-    assert times.tolist() == [0.0, 1.0, 3.0, 4.0]
-    assert survival.tolist() == pytest.approx([1.0, 0.75, 0.375, 0.375])
 
 
 def test_held_out_predictions_prefer_the_test_fold(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from clinfuse.explain.coalition_outputs import (
     coalition_outputs,
     model_coalition_outputs,
 )
+from clinfuse.explain.explanation import explanation_from_frame, read_feature_explanation
 from clinfuse.explain.features import (
     SUMS_TO,
     FeatureAttributions,
@@ -44,6 +45,7 @@ __all__ = [
     "coalition_outputs",
     "cohort_summary",
     "explain_model_modalities",
+    "explanation_from_frame",
     "gene_attributions",
     "image_saliency",
     "influence_without_usefulness",
@@ -52,6 +54,7 @@ __all__ = [
     "model_modality_importance",
     "model_modality_shapley",
     "modality_shapley",
+    "read_feature_explanation",
     "save_overlay",
     "shapley_interactions",
     "tabular_attributions",

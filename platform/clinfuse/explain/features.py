@@ -20,6 +20,8 @@ import shap
 import torch
 from torch import Tensor, nn
 
+from clinfuse.explain.explanation import numeric_data
+
 SUMS_TO: dict[str, str] = {
     "modality": "phi over a patient's present modalities sums to f_x - f_empty: the logit with all of them "
     "minus the logit with every modality on its missing path (exact).",
@@ -117,6 +119,20 @@ class FeatureAttributions:
                 "value": self.feature_values[rows, cols],
                 "attribution": self.values[rows, cols],
             }
+        )
+
+    def to_explanation(self) -> shap.Explanation:
+        """The attributions as a ``shap.Explanation`` ``(n, F)`` for ``shap.plots.beeswarm/waterfall/bar``.
+
+        ``base_values + values.sum(1)`` is ``f_x`` up to the explainer's accuracy (see :data:`SUMS_TO`);
+        ``data`` is numeric (categories NaN, drawn grey), ``display_data`` the raw values.
+        """
+        return shap.Explanation(
+            values=np.asarray(self.values, dtype=float),
+            base_values=np.asarray(self.base_values, dtype=float),
+            data=numeric_data(self.feature_values),
+            display_data=np.asarray(self.feature_values, dtype=object),
+            feature_names=list(self.features),
         )
 
     def summary(self) -> pd.DataFrame:

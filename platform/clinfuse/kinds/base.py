@@ -198,6 +198,9 @@ class ModalityKind(ABC):
         attribution: what its feature attributions mean and add up to (shown in reports and docs).
         synthesis_order: kinds are generated in this order by ``cohort synth`` (seeded cohorts stay the same
             when kinds are added).
+        encoder_keys: the keys of ``encoders.<modality>`` this kind uses (the report shows only these).
+        cohort_feature_view: whether its ``features_<modality>.csv`` holds per-patient values and attributions
+            of named features that a cohort-level view (a SHAP beeswarm) summarises.
     """
 
     name: ClassVar[str]
@@ -207,6 +210,8 @@ class ModalityKind(ABC):
     default_encoder: ClassVar[str]
     attribution: ClassVar[str] = ""
     synthesis_order: ClassVar[int] = 100
+    encoder_keys: ClassVar[tuple[str, ...]] = ("name", "embed_dim", "dropout", "weights")
+    cohort_feature_view: ClassVar[bool] = False
 
     # --- cohort.yaml, loading and checks -------------------------------------------------------------------
     @abstractmethod

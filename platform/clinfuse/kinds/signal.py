@@ -526,9 +526,10 @@ def _occlusion(head: ModalityLogit, x: torch.Tensor, by: Literal["time", "channe
 def _save_strip(trace: np.ndarray, drops: np.ndarray, rate: float, channels: list[str], path: Path, title: str) -> None:
     """The normalised trace of each channel with the time-window saliency as a coloured strip beneath."""
     shown = min(len(channels), 3)
-    figure = Figure(figsize=(10, 1.6 * shown + 1.2))
+    # At 90 dpi every trace row is >= 160 px and the strip 70 px: readable at the report's full width.
+    figure = Figure(figsize=(11, 1.8 * shown + 1.8), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(shown + 1, 1, sharex=True, gridspec_kw={"height_ratios": [3] * shown + [1]})
+    axes = figure.subplots(shown + 1, 1, sharex=True, gridspec_kw={"height_ratios": [2.3] * shown + [1]})
     t = np.arange(trace.shape[1]) / rate
     for c in range(shown):
         axes[c].plot(t, trace[c], color="black", linewidth=0.7)
@@ -538,8 +539,11 @@ def _save_strip(trace: np.ndarray, drops: np.ndarray, rate: float, channels: lis
         drops[None, :], aspect="auto", cmap="bwr", vmin=-limit, vmax=limit, extent=(0, t[-1] if len(t) else 1, 0, 1)
     )
     axes[-1].set_yticks([])
-    axes[-1].set_xlabel("seconds")
-    figure.colorbar(strip, ax=list(axes), shrink=0.9, label="logit drop when occluded")
+    axes[-1].set_ylabel("saliency", fontsize=10)
+    axes[-1].set_xlabel("seconds", fontsize=10)
+    bar = figure.colorbar(strip, ax=list(axes), shrink=0.9, aspect=18, pad=0.02)
+    bar.set_label("logit drop when occluded", fontsize=10)
+    bar.ax.tick_params(labelsize=9)
     figure.suptitle(title, fontsize=11)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)

@@ -118,6 +118,8 @@ class TableKind(ModalityKind):
     """What clinical and genomic tables share: reading, fold-fitted sklearn preprocessing, the input frame."""
 
     encoder_family = "vector"
+    encoder_keys = ("name", "embed_dim", "hidden", "dropout", "weights")
+    cohort_feature_view = True
 
     # --- subclass hooks
     def preprocessor(self, data: ModalityData, encoder: EncoderConfig) -> Pipeline:
@@ -283,7 +285,7 @@ class TableKind(ModalityKind):
         """Per-variable attributions of the explained patients, averaged over fold models by variable."""
         data = context.data
         frames = []
-        for view in context.folds:
+        for fold, view in enumerate(context.folds):
             fitted = view.fitted[context.modality]
             background_rows = view.train[data.present[view.train]]
             background = fitted.matrix[background_rows]
@@ -300,14 +302,20 @@ class TableKind(ModalityKind):
                     seed=context.seed,
                 )
                 result = self._attribute(context, view, inputs[context.modality].numpy(), rows, common)
-                per_class.append(result.to_frame())
-            frames.append(pd.concat(per_class, ignore_index=True))
+                base = pd.Series(result.base_values, index=result.patient_index)
+                frame = result.to_frame()
+                per_class.append(frame.assign(base_value=base.reindex(frame["patient_index"]).to_numpy()))
+            frames.append(pd.concat(per_class, ignore_index=True).assign(fold=fold))
         combined = pd.concat(frames, ignore_index=True)
         # A feature a fold model never saw (e.g. a gene outside its top-k) contributes 0 for that fold.
         attribution = combined.groupby(["patient_index", "feature"], sort=False)["attribution"].sum()
         attribution = attribution / len(context.folds)
         values = combined.groupby(["patient_index", "feature"], sort=False)["value"].first()
         out = pd.DataFrame({"value": values, "attribution": attribution}).reset_index()
+        # The fold ensemble's base value: the mean of the folds' references, so base + Σ attributions is the
+        # mean over folds of f(x) (shap's additivity, as shap.Explanation expects it).
+        base_value = combined.drop_duplicates(["fold", "patient_index"]).groupby("patient_index")["base_value"].mean()
+        out["base_value"] = out["patient_index"].map(base_value).to_numpy()
         out.insert(0, "patient", [context.pseudo_ids[i] for i in out.pop("patient_index")])
         out.to_csv(context.features_path(), index=False)
 
@@ -392,6 +400,7 @@ class GenomicKind(TableKind):
     name = "genomic"
     entry_model = GenomicEntry
     default_encoder = "snn"
+    encoder_keys = (*TableKind.encoder_keys, "top_k_genes", "log_transform", "gene_groups")
     synthesis_order = 20
     attribution = (
         "expected gradients: a patient's gene attributions sum approximately (sampling error shrinks with "

@@ -12,6 +12,7 @@ from clinfuse.reports.section_contributions import contributions_section
 from clinfuse.reports.section_methods import methods_section, reproducibility_section
 from clinfuse.reports.section_patients import patients_section
 from clinfuse.reports.section_performance import performance_section
+from clinfuse.reports.shareable import project_root, scrub_page
 
 SECTIONS = ("cohort", "performance", "contributions", "patients", "methods", "reproducibility")
 
@@ -40,7 +41,7 @@ figcaption { font-size: 0.85em; color: #566573; }
 .reason { font-style: italic; color: #566573; }
 .card { border: 1px solid #aab7b8; border-radius: 6px; padding: 4px 16px 10px; margin: 16px 0; }
 .cols { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
-img.overlay { width: 280px; max-width: 100%; image-rendering: pixelated; }
+img.overlay { max-width: 100%; height: auto; }
 pre { background: #f8f9f9; border: 1px solid #d5dbdb; padding: 10px; overflow-x: auto; font-size: 0.85em; }
 details { margin: 8px 0; }
 summary { cursor: pointer; color: #1f3a5f; }
@@ -95,7 +96,7 @@ def build_report(run_dir: Path, out_path: Path | None = None, n_patients: int = 
     target = Path(out_path) if out_path is not None else run.path / "report.html"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(_page(run, body), encoding="utf-8")
+        target.write_text(scrub_page(_page(run, body), project_root(run.path)), encoding="utf-8")
     except OSError as exc:
         raise RunError(f"{target}: cannot write the report ({exc.strerror}); choose a writable --out path") from None
     return target

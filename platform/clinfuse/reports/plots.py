@@ -6,11 +6,13 @@ Every function takes plain arrays and returns a :class:`~matplotlib.figure.Figur
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.calibration import calibration_curve
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
@@ -30,6 +32,11 @@ def to_png(fig: Figure, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
+def _agg(fig: Figure) -> FigureCanvasAgg:
+    """The figure's Agg canvas (attached on first use), for measuring rendered text."""
+    return fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+
+
 def _new(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(1, ncols, squeeze=False)[0]
@@ -37,14 +44,16 @@ def _new(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
 
 
 def classification_curves(y: np.ndarray, prob: np.ndarray, classes: list[str]) -> Figure:
-    """ROC, precision-recall and calibration curves (one-vs-rest per class when there are more than two).
+    """ROC and precision-recall curves (one-vs-rest per class when there are more than two).
+
+    Calibration has its own figure (:mod:`clinfuse.reports.calibration`), binned as the ECE is.
 
     Args:
         y: true class indices, shape ``(n,)``.
         prob: predicted probabilities, shape ``(n, K)`` in class order.
         classes: class names in index order.
     """
-    fig, (ax_roc, ax_pr, ax_cal) = _new(12, 3.8, 3)
+    fig, (ax_roc, ax_pr) = _new(10, 4.0, 2)
     shown = [1] if len(classes) == 2 else list(range(len(classes)))
     for k in shown:
         truth = (y == k).astype(int)
@@ -56,52 +65,29 @@ def classification_curves(y: np.ndarray, prob: np.ndarray, classes: list[str]) -
         precision, recall, _ = precision_recall_curve(truth, prob[:, k])
         ax_pr.plot(recall, precision, color=color_of(k), label=name)
         ax_pr.axhline(truth.mean(), color=color_of(k), linestyle=":", linewidth=0.8)
-        bins = max(2, min(10, len(truth) // 10))
-        observed, predicted = calibration_curve(truth, prob[:, k], n_bins=bins, strategy="quantile")
-        ax_cal.plot(predicted, observed, marker="o", color=color_of(k), label=name)
     ax_roc.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
-    ax_cal.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="perfect")
     ax_roc.set(title="ROC", xlabel="False positive rate", ylabel="True positive rate")
     ax_pr.set(title="Precision-recall (dotted: prevalence)", xlabel="Recall", ylabel="Precision")
-    ax_cal.set(title="Calibration (quantile bins)", xlabel="Predicted probability", ylabel="Observed fraction")
-    for ax in (ax_roc, ax_pr, ax_cal):
+    for ax in (ax_roc, ax_pr):
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize=7, loc="best")
     return fig
 
 
-def _kaplan_meier(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan-Meier survival steps at the distinct event times, from (0, 1) to the last follow-up time."""
-    times = np.unique(time[event == 1])
-    survival = np.cumprod([1.0 - event[time == t].sum() / (time >= t).sum() for t in times])
-    last = survival[-1] if len(survival) else 1.0
-    end = time.max() if len(time) else 0.0
-    return np.concatenate([[0.0], times, [end]]), np.concatenate([[1.0], survival, [last]])
-
-
-def survival_curves(risk: np.ndarray, event: np.ndarray, time: np.ndarray | None) -> Figure:
-    """Risk distribution by event status and, when times are known, Kaplan-Meier curves split at median risk.
+def risk_by_outcome(risk: np.ndarray, event: np.ndarray) -> Figure:
+    """Predicted risk by event status (Kaplan-Meier curves are in :mod:`clinfuse.reports.survival_figures`).
 
     Args:
         risk: predicted log-risk, shape ``(n,)``.
         event: event indicator (1 event, 0 censored), shape ``(n,)``.
-        time: follow-up times, shape ``(n,)``, or ``None``.
     """
-    fig, axes = _new(10 if time is not None else 5.5, 3.6, 2 if time is not None else 1)
+    fig, axes = _new(5.5, 3.6, 1)
     bins = np.histogram_bin_edges(risk, bins=min(20, max(5, len(risk) // 5)))
     axes[0].hist(risk[event == 1], bins=bins, alpha=0.6, color=_POSITIVE, label="event")
     axes[0].hist(risk[event == 0], bins=bins, alpha=0.6, color=_NEGATIVE, label="censored")
     axes[0].set(title="Predicted risk by outcome", xlabel="Predicted log-risk", ylabel="Patients")
     axes[0].legend(fontsize=8)
-    if time is not None:
-        high = risk > np.median(risk)
-        for mask, name, color in ((high, "high risk", _POSITIVE), (~high, "low risk", _NEGATIVE)):
-            steps_t, steps_s = _kaplan_meier(time[mask], event[mask])
-            axes[1].step(steps_t, steps_s, where="post", color=color, label=f"{name} (n={mask.sum()})")
-        axes[1].set(title="Kaplan-Meier split at median risk", xlabel="Time", ylabel="Survival")
-        axes[1].set_ylim(0, 1.02)
-        axes[1].legend(fontsize=8)
     return fig
 
 
@@ -203,6 +189,9 @@ def distribution(names: list[str], samples: list[np.ndarray], title: str, xlabel
 def waterfall(f_empty: float, steps: list[tuple[str, float]], f_x: float) -> Figure:
     """From f(∅) to f(x): one bar per modality's φ, stacked left to right.
 
+    Value labels sit beyond each bar's far end; the x-range then grows until every label lies inside the
+    axes (:func:`fit_labels`), so a label never runs into the row names or another label.
+
     Args:
         f_empty: the model output with every modality absent (logit).
         steps: ``(label, φ)`` per modality in order.
@@ -212,16 +201,19 @@ def waterfall(f_empty: float, steps: list[tuple[str, float]], f_x: float) -> Fig
     labels = ["f(∅)", *[name for name, _ in steps], "f(x)"]
     ax.barh(0, f_empty, color="#95a5a6")
     level = f_empty
+    texts = []
     for row, (_, phi) in enumerate(steps, start=1):
         ax.barh(row, phi, left=level, color=_POSITIVE if phi >= 0 else _NEGATIVE)
         # The label sits beyond the bar's far end, on the side the bar grows towards.
-        ax.text(
-            level + phi,
-            row,
-            f" {phi:+.3f} " if phi else " 0 ",
-            va="center",
-            fontsize=8,
-            ha="left" if phi >= 0 else "right",
+        texts.append(
+            ax.text(
+                level + phi,
+                row,
+                f" {phi:+.3f} " if phi else " 0 ",
+                va="center",
+                fontsize=8,
+                ha="left" if phi >= 0 else "right",
+            )
         )
         level += phi
     ax.barh(len(steps) + 1, f_x, color="#34495e")
@@ -229,5 +221,68 @@ def waterfall(f_empty: float, steps: list[tuple[str, float]], f_x: float) -> Fig
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     ax.set(xlabel="logit")
-    ax.margins(x=0.2)
+    ax.margins(x=0.05)
+    fit_labels(fig, ax, texts)
     return fig
+
+
+def fit_labels(fig: Figure, ax: Any, texts: list[Text], rounds: int = 4) -> None:
+    """Widen ``ax``'s x-range until every text in ``texts`` lies inside the axes.
+
+    Text is drawn in points, not data units, so the room it needs is only known after a draw; widening
+    the range changes tick labels and the axes' width, hence a few rounds.
+    """
+    canvas = _agg(fig)
+    for _ in range(rounds):
+        fig.draw_without_rendering()  # lays out (constrained layout, ticks) without rasterising
+        renderer = canvas.get_renderer()
+        inside = ax.get_window_extent(renderer)
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        if all(b.x0 >= inside.x0 and b.x1 <= inside.x1 for b in boxes):
+            return
+        to_data = ax.transData.inverted()
+        low, high = ax.get_xlim()
+        for box in boxes:
+            (left, _), (right, _) = to_data.transform([[box.x0, box.y0], [box.x1, box.y1]])
+            low, high = min(low, left), max(high, right)
+        pad = 0.03 * (high - low)
+        ax.set_xlim(low - pad, high + pad)
+
+
+def text_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
+    """Every visible, non-empty text of a figure with its rendered box in display pixels.
+
+    Tick labels outside the axis range are not drawn and not returned.
+    """
+    canvas = _agg(fig)
+    fig.draw_without_rendering()
+    renderer = canvas.get_renderer()
+    found: list[tuple[str, Bbox]] = []
+    for ax in fig.axes:
+        ticks = []
+        for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            low, high = min(low, high), max(low, high)
+            for tick in axis.get_major_ticks():
+                if low - 1e-9 <= tick.get_loc() <= high + 1e-9:
+                    ticks += [tick.label1, tick.label2]
+        candidates = [*ax.texts, *ticks, ax.xaxis.label, ax.yaxis.label, ax.title]
+        for text in candidates:
+            if text.get_visible() and text.get_text().strip():
+                found.append((text.get_text(), text.get_window_extent(renderer)))
+    for text in fig.texts:
+        if text.get_visible() and text.get_text().strip():
+            found.append((text.get_text(), text.get_window_extent(renderer)))
+    return found
+
+
+def overlapping_texts(fig: Figure, tolerance: float = 0.5) -> list[tuple[str, str]]:
+    """Pairs of texts of ``fig`` whose rendered boxes overlap by more than ``tolerance`` pixels."""
+    boxes = text_boxes(fig)
+    pairs = []
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            width = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+            height = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+            if width > tolerance and height > tolerance:
+                pairs.append((a, b))
+    return pairs

@@ -11,6 +11,7 @@ from clinfuse import outputs
 from clinfuse.reports import modality_summary, plots
 from clinfuse.reports.markup import Raw, figure, heading, missing, note, para, section, table
 from clinfuse.reports.run_folder import RunFolder, label_indices
+from clinfuse.reports.section_features import feature_views
 from clinfuse.reports.section_usefulness import usefulness_parts
 
 
@@ -254,6 +255,7 @@ def contributions_section(run: RunFolder) -> Raw:
         parts.extend(_summary_only(summary or {}))
         parts.extend(usefulness_parts(run))
         parts.extend(_interactions(summary or {}))
+        parts.extend(feature_views(run))
         return section("contributions", "Modality contributions", parts)
     parts.extend(_overall(frame, modalities))
     parts.extend(usefulness_parts(run))
@@ -271,4 +273,5 @@ def contributions_section(run: RunFolder) -> Raw:
     else:
         parts.extend(_interactions(summary))
     parts.extend(_gates(frame, modalities))
+    parts.extend(feature_views(run))
     return section("contributions", "Modality contributions", parts)

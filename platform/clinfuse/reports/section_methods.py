@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from clinfuse.reports.markup import Raw, esc, heading, missing, note, para, section, table
 from clinfuse.reports.run_folder import RunFolder
+from clinfuse.reports.shareable import project_root, shareable_config
 
 _HOW = (
     "Modality contributions are exact Shapley values over modality coalitions: the model is evaluated on "
@@ -34,6 +35,11 @@ _HOW = (
     "or thresholds; confidence intervals are percentile bootstraps over test patients. Fold means and sds"
     " are over the cross-validation validation folds. The classification threshold was chosen on "
     "validation folds.",
+    "Calibration: the reliability diagram and the ECE use the same 10 equal-width bins of the predicted "
+    "probability (P(positive) for binary tasks, the top-label confidence for multiclass ones). The calibration "
+    "intercept (calibration-in-the-large, logit(p) as an offset; ideal 0) and slope (ideal 1; below 1 means "
+    "too extreme predictions) come from logistic regression on logit(p) with Wald CIs. The decision curve shows "
+    "the net benefit TP/n − FP/n · t/(1 − t) of acting when the prediction exceeds the threshold t.",
 )
 
 _SURVIVAL = (
@@ -45,6 +51,9 @@ _SURVIVAL = (
     "The model predicts a log-risk, not survival curves, so the IBS uses survival curves from a Breslow "
     "baseline hazard fitted on the evaluated patients' own risks and outcomes: it judges whether the spread "
     "of the risks matches the outcomes given the best baseline for them, not a calibrated survival forecast.",
+    "Kaplan-Meier curves are drawn per tertile of the predicted log-risk with pointwise 95% log-log bands "
+    "(scikit-survival), numbers at risk under the plot and a log-rank test across the three groups; AUC(t) is "
+    "the cumulative/dynamic AUC at horizons from the 10th to the 90th percentile of event times.",
 )
 
 _NOT = (
@@ -127,7 +136,14 @@ def reproducibility_section(run: RunFolder) -> Raw:
     if config is None:
         parts.append(missing("config.yaml", "the resolved configuration is not shown"))
     else:
-        parts.append(Raw(f"<pre>{esc(config)}</pre>"))
+        shown = shareable_config(config, run.modality_kinds, project_root(run.path))
+        parts += [
+            para(
+                "Paths are relative to the project folder; each modality's encoder block lists only the keys its "
+                "kind uses."
+            ),
+            Raw(f"<pre>{esc(shown)}</pre>"),
+        ]
     if run.missing:
         parts.append(note("Files absent from the run folder: " + ", ".join(run.missing) + "."))
     parts.append(para(f"Run folder: {run.path.name}"))

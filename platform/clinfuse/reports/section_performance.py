@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 
 from clinfuse.metric_catalog import headline_order
-from clinfuse.reports import plots
+from clinfuse.reports import calibration, plots, survival_figures
 from clinfuse.reports.markup import Raw, details, figure, heading, missing, note, para, section, table
 from clinfuse.reports.run_folder import RunFolder, held_out_predictions, label_indices
+from clinfuse.training.metrics import ECE_BINS, classification_metrics
 
 
 def headline_metric(metrics: list[str]) -> str | None:
@@ -40,21 +41,82 @@ def _folds_table(entry: dict[str, Any]) -> Raw | None:
     return table(["fold", *names], rows)
 
 
+def _survival_curves(predictions: Any, chosen: str, run: RunFolder) -> list[str]:
+    outcome = "event" if "event" in predictions.columns else "label"
+    if "risk" not in predictions.columns or outcome not in predictions.columns:
+        return [note("predictions.csv has no 'risk' or 'event' column, so survival plots are not drawn.")]
+    risk = predictions["risk"].to_numpy(float)
+    event = (label_indices(predictions[outcome], run.classes) == 1).astype(int)
+    parts = [figure(plots.risk_by_outcome(risk, event), "Risk distribution by outcome", f"Computed from {chosen}.")]
+    if "time" not in predictions.columns:
+        return [*parts, note("predictions.csv holds no 'time' column, so no Kaplan-Meier curves are drawn.")]
+    time = predictions["time"].to_numpy(float)
+    keep = np.isfinite(risk) & np.isfinite(time)
+    risk, time, event = risk[keep], time[keep], event[keep]
+    if len(risk) < 3:
+        return [*parts, note(f"Fewer than three {chosen} have a risk and a time: no Kaplan-Meier curves are drawn.")]
+    groups = survival_figures.risk_groups(risk, time, event)
+    parts += [
+        heading("Kaplan-Meier by predicted risk group"),
+        figure(
+            survival_figures.kaplan_meier_figure(risk, time, event, groups),
+            "Kaplan-Meier curves by predicted risk tertile with numbers at risk",
+            "Risk groups are tertiles of the predicted log-risk; shaded: pointwise 95% bands (log-log); the table "
+            "counts patients still at risk at each time. Log-rank test across the groups.",
+        ),
+        table(
+            ["risk groups", "log-rank χ²", "degrees of freedom", "p-value"],
+            [(", ".join(groups.names), groups.chisq, len(groups.names) - 1, groups.p_value)],
+            css="logrank",
+        ),
+    ]
+    auc = survival_figures.td_auc_figure(risk, time, event)
+    if auc is not None:
+        parts.append(
+            figure(
+                auc,
+                "Time-dependent AUC over follow-up time",
+                "Cumulative/dynamic AUC(t): patients with an event by t against those event-free beyond t.",
+            )
+        )
+    return parts
+
+
+def _calibration(y: np.ndarray, prob: np.ndarray, classes: list[str], level: float) -> list[str]:
+    """Reliability diagram, calibration intercept and slope, and (binary) the decision curve."""
+    binary = prob.shape[1] == 2
+    if binary:
+        outcome, p = (y == 1).astype(float), prob[:, 1]
+        label = f"P({classes[1]})"
+        ece = classification_metrics(y, p, task="binary")["ece"]
+    else:
+        predicted = prob.argmax(axis=1)
+        outcome, p = (predicted == y).astype(float), prob.max(axis=1)
+        label = "top-label confidence"
+        ece = classification_metrics(y, prob, task="multiclass")["ece"]
+    fit = calibration.recalibration(outcome, p, level)
+    rows = [
+        ("calibration intercept (ideal 0)", fit.intercept, *fit.intercept_ci),
+        ("calibration slope (ideal 1)", fit.slope, *fit.slope_ci),
+        (f"ECE ({ECE_BINS} equal-width bins)", ece, None, None),
+    ]
+    caption = (
+        f"{ECE_BINS} equal-width bins of the predicted probability, the same bins as the ECE in the metrics table"
+        + ("; decision curve: net benefit of treating when the prediction is above the threshold." if binary else ".")
+    )
+    return [
+        heading("Calibration" + (" and decision curve" if binary else " (top-label)")),
+        figure(calibration.calibration_figure(outcome, p, ece, label, decision=binary), "Calibration", caption),
+        table(["", "estimate", "CI low", "CI high"], rows, caption=f"{100 * level:.0f}% Wald CIs", css="calibration"),
+    ]
+
+
 def _curves(run: RunFolder) -> list[str]:
     predictions, chosen = held_out_predictions(run)
     if predictions is None:
         return [missing("predictions.csv", "no ROC, precision-recall or calibration curves are drawn")]
     if run.task == "survival":
-        outcome = "event" if "event" in predictions.columns else "label"
-        if "risk" not in predictions.columns or outcome not in predictions.columns:
-            return [note("predictions.csv has no 'risk' or 'event' column, so survival plots are not drawn.")]
-        time = predictions["time"].to_numpy(float) if "time" in predictions.columns else None
-        event = (label_indices(predictions[outcome], run.classes) == 1).astype(int)
-        fig = plots.survival_curves(predictions["risk"].to_numpy(float), event, time)
-        parts = [figure(fig, "Risk distribution by outcome", f"Computed from {chosen}.")]
-        if time is None:
-            parts.append(note("predictions.csv holds no 'time' column, so no Kaplan-Meier split is drawn."))
-        return parts
+        return _survival_curves(predictions, chosen, run)
     classes = run.classes
     y = label_indices(predictions["label"], classes)
     if run.task == "multiclass" or len(classes) > 2:
@@ -71,7 +133,11 @@ def _curves(run: RunFolder) -> list[str]:
     if len(np.unique(y[keep])) < 2:
         return [note(f"The {chosen} hold a single class, so ROC and PR curves are undefined.")]
     fig = plots.classification_curves(y[keep], prob[keep], classes)
-    return [figure(fig, "ROC, precision-recall and calibration curves", f"Computed from {chosen} ({keep.sum()}).")]
+    level = float(run.run_info.get("ci_level") or 0.95)
+    return [
+        figure(fig, "ROC and precision-recall curves", f"Computed from {chosen} ({keep.sum()})."),
+        *_calibration(y[keep], prob[keep], classes, level),
+    ]
 
 
 _OPTIONAL_COLUMNS = {
