@@ -192,7 +192,8 @@ def _run(
             log_artifacts_dir(run_dir / outputs.OVERLAYS, outputs.OVERLAYS)
         if config.tracking.log_model:
             example = _example_rows(cohort, modalities, splits.test)
-            log_model(primary, cohort, config, run_dir / outputs.MODEL, example)
+            development = np.setdiff1d(np.arange(cohort.n), splits.test)
+            log_model(primary, cohort, config, run_dir / outputs.MODEL, example, development)
     return RunOutcome(run_id, run_dir, metrics, comparison, report, trained)
 
 
