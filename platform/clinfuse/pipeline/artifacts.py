@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,12 @@ def log_model(
                 frame[column] = None
     output = predict_frame(ensemble, preprocessors, frame)
     python_model = ClinfusePyfunc(model_from_spec, predict_frame)
-    uri = log_pyfunc_model(artifacts, python_model, frame, output, code_paths=[package_code_path()]).model_uri
+    # The package travels with the model so it loads where clinfuse is not installed (bytecode left behind).
+    code = folder / "code" / "clinfuse"
+    shutil.copytree(
+        package_code_path(), code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True
+    )
+    uri = log_pyfunc_model(artifacts, python_model, frame, output, code_paths=[str(code)]).model_uri
     if config.tracking.register_as:
         register_model(uri, config.tracking.register_as)
     return uri
