@@ -42,6 +42,8 @@ from clinfuse.training.loop import evaluate_scores, scores_from_logits
 from clinfuse.training.metrics import bootstrap_all, calibration_intercept_slope
 
 EXTERNAL_FILE = "external.json"
+# What predict reads of the training run (never the checkpoints or patient-level files).
+RUN_FILES = ("config.yaml", "metrics.json", "cohort_summary.json", "contributions.csv")
 
 
 @dataclass
@@ -82,7 +84,9 @@ def load_trained_run(model: str, tracking_uri: str) -> TrainedRun:
     with tempfile.TemporaryDirectory() as tmp:
         folder = download_model(uri, Path(tmp) / "model")
         predictor = build_predictor(folder / "artifacts", model_from_spec)
-        files = download_run_artifacts(run_id, Path(tmp) / "run")
+        files = Path(tmp) / "run"
+        for name in RUN_FILES:
+            _fetch(run_id, files, name)
         config_file = files / "config.yaml"
         if not config_file.is_file():
             raise RunError(f"run {run_id}: config.yaml is not among its artifacts; is it a clinfuse run?")
@@ -91,6 +95,16 @@ def load_trained_run(model: str, tracking_uri: str) -> TrainedRun:
         summary = _json(files / "cohort_summary.json")
         contributions = pd.read_csv(files / "contributions.csv") if (files / "contributions.csv").is_file() else None
     return TrainedRun(uri, run_id, predictor, config, metrics, contributions, summary)
+
+
+def _fetch(run_id: str, folder: Path, name: str) -> None:
+    """Download one artifact of the training run into ``folder``; a file the run lacks is simply absent."""
+    try:
+        download_run_artifacts(run_id, folder, name)
+    except RunError:
+        raise
+    except Exception:  # noqa: BLE001  (MLflow raises store-specific errors for an absent file)
+        return
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -366,7 +380,10 @@ def _track(
                 table.index = pd.Index(pseudo_ids, name="patient")
                 tables[name] = table[data.present]
                 sources[name] = str(cohort.root / getattr(data.entry, "table", ""))
-        protected = cohort.identifier_values | set(cohort.patient_ids) - set(pseudo_ids)
+        # As in training: without pseudonymisation the index holds the raw ids on purpose (config choice).
+        pseudonymised = pseudo_ids != cohort.patient_ids
+        raw = set(cohort.patient_ids)
+        protected = cohort.identifier_values | raw if pseudonymised else cohort.identifier_values - raw
         log_cohort_datasets(tables, cohort.name, sources, cohort.content_hash, protected, context="external_validation")
         for path in [folder / EXTERNAL_FILE, folder / "report.html", Path(f"{outcome.out}.json")]:
             if path.is_file():
