@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from clinfuse import outputs
 from clinfuse.cohort import Cohort, cohort_summary, load_cohort
 from clinfuse.config import ExperimentConfig, validate_config
 from clinfuse.errors import CohortError, RunError
@@ -43,7 +44,7 @@ from clinfuse.training.metrics import bootstrap_all, calibration_intercept_slope
 
 EXTERNAL_FILE = "external.json"
 # What predict reads of the training run (never the checkpoints or patient-level files).
-RUN_FILES = ("config.yaml", "metrics.json", "cohort_summary.json", "contributions.csv")
+RUN_FILES = (outputs.CONFIG, outputs.METRICS, outputs.COHORT_SUMMARY, outputs.CONTRIBUTIONS)
 
 
 @dataclass
@@ -87,13 +88,14 @@ def load_trained_run(model: str, tracking_uri: str) -> TrainedRun:
         files = Path(tmp) / "run"
         for name in RUN_FILES:
             _fetch(run_id, files, name)
-        config_file = files / "config.yaml"
+        config_file = files / outputs.CONFIG
         if not config_file.is_file():
             raise RunError(f"run {run_id}: config.yaml is not among its artifacts; is it a clinfuse run?")
         config = validate_config(yaml.safe_load(config_file.read_text(encoding="utf-8")), source=str(config_file))
-        metrics = _json(files / "metrics.json")
-        summary = _json(files / "cohort_summary.json")
-        contributions = pd.read_csv(files / "contributions.csv") if (files / "contributions.csv").is_file() else None
+        metrics = _json(files / outputs.METRICS)
+        summary = _json(files / outputs.COHORT_SUMMARY)
+        table = files / outputs.CONTRIBUTIONS
+        contributions = pd.read_csv(table) if table.is_file() else None
     return TrainedRun(uri, run_id, predictor, config, metrics, contributions, summary)
 
 
