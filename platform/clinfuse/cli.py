@@ -255,6 +255,51 @@ def report(
     typer.echo(f"report: {report_run(run_id, Path.cwd(), out)}")
 
 
+@app.command("predict")
+def predict(
+    model: str = typer.Argument(..., help="Run id, runs:/<run id>/model or models:/NAME@ALIAS."),
+    cohort: Path = typer.Argument(..., help="Cohort folder (cohort.yaml); its label table is optional."),
+    out: Path | None = typer.Option(None, help="Per-patient CSV (default predictions_<cohort>.csv)."),
+    explain: bool = typer.Option(False, help="Add each patient's modality Shapley values."),
+    report: bool = typer.Option(False, help="Labelled cohort: write the external-validation report."),
+    keep_ids: bool = typer.Option(False, help="Raw patient ids in the local CSV (never logged)."),
+    max_missing: float = typer.Option(0.2, help="Share of a modality's features (genes) that may be imputed."),
+    tracking_uri: str | None = typer.Option(None, help="MLflow store (default: MLFLOW_TRACKING_URI or ./mlflow.db)."),
+) -> None:
+    """Predict new patients with a trained model; with labels, validate it externally (logged to MLflow)."""
+    from clinfuse.pipeline.predict import predict_cohort
+
+    outcome = predict_cohort(
+        model,
+        cohort,
+        out,
+        explain=explain,
+        report=report,
+        keep_ids=keep_ids,
+        max_missing=max_missing,
+        tracking_uri=tracking_uri,
+    )
+    for warning in outcome.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"predictions: {outcome.out} ({len(outcome.frame)} patients; metadata {outcome.out}.json)")
+    if outcome.external is not None:
+        metrics = outcome.external["external"]
+        internal = outcome.external["internal"]
+        shown = [k for k in ("auroc", "c_index", "brier") if k in metrics]
+        for key in shown:
+            ci = outcome.external["external_ci"].get(key, [float("nan")] * 2)
+            typer.echo(
+                f"external {key}: {metrics[key]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+                f"  (internal test: {internal.get(key) if internal.get(key) is not None else float('nan'):.3f})"
+            )
+        if "calibration" in outcome.external:
+            calibration = outcome.external["calibration"]
+            typer.echo(f"calibration intercept {calibration['intercept']:.3f}, slope {calibration['slope']:.3f}")
+        typer.echo(f"external validation run: {outcome.run_id}")
+    if outcome.report is not None:
+        typer.echo(f"report: {outcome.report}")
+
+
 @app.command("ui")
 def ui(
     host: str | None = typer.Option(None, help="Address to bind (default 127.0.0.1: the dashboard stays local)."),

@@ -117,6 +117,7 @@ class EvaluationConfig(_Strict):
     threshold: Literal["youden", "f1", "fixed"] = "youden"
     fixed_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     ci_level: float = Field(0.95, gt=0.5, lt=1.0)
+    horizons: list[float] = Field(default_factory=list)
 
 
 class TrackingConfig(_Strict):
@@ -125,6 +126,7 @@ class TrackingConfig(_Strict):
     uri: str | None = None
     experiment: str | None = None
     log_model: bool = True
+    register_as: str | None = None
     system_metrics: bool = False
 
 

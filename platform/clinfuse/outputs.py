@@ -9,7 +9,7 @@ file names; :class:`ModelMetrics`, :class:`RunInfo` and :class:`ModelSpec` type 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 CONFIG = "config.yaml"  # the resolved experiment config
 RUN_INFO = "run_info.json"  # RunInfo
@@ -115,3 +115,7 @@ class ModelSpec(TypedDict):
     n_outputs: int
     threshold: float | None
     encoders: list[dict[str, dict[str, Any]]]  # per fold: modality -> EncoderSpec.to_json()
+    # Aggregates of the development (non-test) patients, for `clinfuse predict`: patients, modality
+    # availability shares, numeric input column -> [mean, sd]; never a patient row.
+    training_cohort: NotRequired[dict[str, Any]]
+    baseline: NotRequired[dict[str, list[float]]]  # survival: Breslow event times, cumulative hazard, horizons

@@ -106,6 +106,7 @@ class Cohort:
     content_hash: str
     time: np.ndarray | None = None
     details: dict[str, Any] = field(default_factory=dict, repr=False)
+    labelled: bool = True
 
     @property
     def n(self) -> int:
@@ -215,8 +216,11 @@ def _content_hash(root: Path, spec: CohortSpec, parts: dict[str, LoadedModality]
     return digest.hexdigest()
 
 
-def collect_cohort(path: str | Path, verify: bool) -> tuple[Cohort | None, list[str]]:
+def collect_cohort(path: str | Path, verify: bool, require_labels: bool = True) -> tuple[Cohort | None, list[str]]:
     """Load a cohort and every problem found (the cohort is None when the problems prevent assembling it).
+
+    With ``require_labels=False`` a cohort whose label table or label column is absent still loads
+    (``labelled`` False, ``y`` all -1, ``time`` None): the patients are those with data in any modality.
 
     Raises:
         CohortError: cohort.yaml itself is missing or invalid.
@@ -226,10 +230,18 @@ def collect_cohort(path: str | Path, verify: bool) -> tuple[Cohort | None, list[
     root = root.resolve()
     spec = load_cohort_spec(root)
     reader = CohortReader(root, spec)
+    if not require_labels and not (root / spec.label.table).is_file():
+        parts = {n: get_kind(e.type).load(n, e, reader, verify) for n, e in spec.modalities.items()}
+        return _unlabelled(root, spec, parts, reader), reader.problems
     label_frame, label_ids = reader.table(spec.label.table, "label.table")
     labels = None
     if label_frame is not None and label_ids is not None:
         wanted = [c for c in (spec.label.column, spec.label.time_column, spec.label.event_column) if c]
+        if not require_labels and any(c not in label_frame.columns for c in wanted):
+            for column in [c for c in spec.label.identifiers if c in label_frame.columns]:
+                reader.add_identifiers(label_frame[column])
+            parts = {n: get_kind(e.type).load(n, e, reader, verify) for n, e in spec.modalities.items()}
+            return _unlabelled(root, spec, parts, reader), reader.problems
         complete = reader.check_columns(label_frame, wanted + spec.label.identifiers, "label", spec.label.table)
         for column in spec.label.identifiers:
             if column in label_frame.columns:
@@ -242,6 +254,39 @@ def collect_cohort(path: str | Path, verify: bool) -> tuple[Cohort | None, list[
         return None, reader.problems
     cohort = _assemble(root, spec, labels, parts, label_ids, reader)  # type: ignore[arg-type]
     return cohort, reader.problems
+
+
+def _unlabelled(
+    root: Path, spec: CohortSpec, parts: dict[str, LoadedModality | None], reader: CohortReader
+) -> Cohort | None:
+    """A cohort without labels: every patient with data in some modality, ``y`` -1 (nothing to learn from)."""
+    if any(p is None for p in parts.values()):
+        return None
+    loaded: dict[str, LoadedModality] = {k: v for k, v in parts.items() if v is not None}
+    patient_ids = sorted(set().union(*(part.ids for part in loaded.values())))
+    presence = np.array([[pid in part.ids for part in loaded.values()] for pid in patient_ids], dtype=bool)
+    presence = presence.reshape(len(patient_ids), len(loaded))
+    modalities = {
+        name: _align(name, spec.modalities[name], part, patient_ids, column.copy())
+        for (name, part), column in zip(loaded.items(), presence.T, strict=True)
+    }
+    classes = [str(c) for c in spec.label.classes or []]
+    return Cohort(
+        spec=spec,
+        root=root,
+        name=spec.name,
+        task=spec.label.task,
+        patient_ids=patient_ids,
+        y=np.full(len(patient_ids), -1, dtype=np.int64),
+        classes=classes,
+        modalities=modalities,
+        presence=presence,
+        exclusions=[e for part in loaded.values() for e in part.exclusions],
+        identifier_values=set(reader.identifiers),
+        content_hash=_content_hash(root, spec, loaded),
+        details={name: part.details for name, part in loaded.items()},
+        labelled=False,
+    )
 
 
 def _assemble(
@@ -332,18 +377,20 @@ def _align(name: str, entry: Any, part: LoadedModality, patient_ids: list[str], 
     )
 
 
-def load_cohort(path: str | Path, verify_images: bool = False) -> Cohort:
+def load_cohort(path: str | Path, verify_images: bool = False, require_labels: bool = True) -> Cohort:
     """Load and validate a cohort folder.
 
     Args:
         path: cohort folder (or its cohort.yaml).
         verify_images: open every image fully (as ``clinfuse cohort check`` does) instead of only checking
             that each file exists inside the cohort folder.
+        require_labels: False accepts a cohort without its label table or label column (``clinfuse predict``
+            on new patients); the cohort then has ``labelled`` False.
 
     Raises:
         CohortError: every problem found, one line each.
     """
-    cohort, problems = collect_cohort(path, verify_images)
+    cohort, problems = collect_cohort(path, verify_images, require_labels)
     if problems or cohort is None:
         raise CohortError.from_list(problems)
     return cohort

@@ -108,6 +108,19 @@ class Fitted(ABC):
 
 
 @dataclass
+class Mismatch:
+    """One difference between what a trained model expects of a modality and what a new cohort holds.
+
+    Args:
+        message: one line naming the modality and what differs (never a patient id or value of an identifier).
+        error: True when predicting is impossible (the CLI stops); False for a warning (said, then predicted).
+    """
+
+    message: str
+    error: bool = False
+
+
+@dataclass
 class FoldView:
     """One fold model as explanations see it.
 
@@ -318,6 +331,23 @@ class ModalityKind(ABC):
     @abstractmethod
     def restore(self, description: dict[str, Any], state: Any) -> Fitted:
         """The fitted preprocessing of one fold, from :meth:`describe` and :meth:`Fitted.state`."""
+
+    def compatibility(
+        self, modality: str, description: dict[str, Any], states: list[Any], data: ModalityData, *, max_missing: float
+    ) -> list[Mismatch]:
+        """What differs between a trained model's modality and a new cohort's, before predicting.
+
+        Input-frame columns the model needs and the cohort lacks are filled as empty by the caller, so a kind
+        that can impute them returns a warning, otherwise an error.
+
+        Args:
+            modality: the modality name.
+            description: its :meth:`describe` in the model spec.
+            states: each fold's :meth:`Fitted.state`.
+            data: the new cohort's data of this modality.
+            max_missing: the share of the model's input features that may be missing and imputed.
+        """
+        return []
 
     # --- explanations and reports ----------------------------------------------------------------------------
     def explain(self, context: ExplainContext) -> None:

@@ -29,6 +29,7 @@ from clinfuse.kinds.base import (
     Fitted,
     KindSettings,
     LoadedModality,
+    Mismatch,
     ModalityEntry,
     ModalityKind,
     RunCache,
@@ -269,6 +270,22 @@ class ImageKind(ModalityKind):
 
     def restore(self, description: dict[str, Any], state: Any) -> ImageFitted:
         return ImageFitted(int(state["spatial_dims"]), list(state["size"]))
+
+    def compatibility(
+        self, modality: str, description: dict[str, Any], states: list[Any], data: ModalityData, *, max_missing: float
+    ) -> list[Mismatch]:
+        # Colour channels are averaged to one on loading (cohort/images.py), so only the dimensionality can
+        # differ in a way the encoder cannot take.
+        trained, found = int(description["spatial_dims"]), int(data.spatial_dims or 3)
+        if trained != found:
+            return [
+                Mismatch(
+                    f"modality '{modality}': the model was trained on {trained}D images, the cohort declares "
+                    f"{found}D (spatial_dims); use images of the training dimensionality",
+                    error=True,
+                )
+            ]
+        return []
 
     def explain(self, context: ExplainContext) -> None:
         """Occlusion saliency of the most confident patients' images, averaged over fold models."""

@@ -35,6 +35,7 @@ from clinfuse.kinds.base import (
     Fitted,
     KindSettings,
     LoadedModality,
+    Mismatch,
     ModalityEntry,
     ModalityKind,
     RunCache,
@@ -413,6 +414,20 @@ class SignalKind(ModalityKind):
         if (present & ~(rates.to_numpy() > 0)).any():
             raise RunError(f"input frame: '{modality}.sampling_rate' must be a positive rate (Hz) for every recording")
         return [(str(p), float(r)) for p, r in zip(paths[present], rates[present], strict=True)], present
+
+    def compatibility(
+        self, modality: str, description: dict[str, Any], states: list[Any], data: ModalityData, *, max_missing: float
+    ) -> list[Mismatch]:
+        trained, found = list(description["channels"]), list(data.info.get("channels", []))
+        if trained != found:
+            return [
+                Mismatch(
+                    f"modality '{modality}': the model was trained on {len(trained)} channels ({', '.join(trained)}), "
+                    f"the cohort has {len(found)} ({', '.join(found)}); record the same channels in the same order",
+                    error=True,
+                )
+            ]
+        return []
 
     def restore(self, description: dict[str, Any], state: Any) -> SignalFitted:
         return SignalFitted(

@@ -36,6 +36,7 @@ from clinfuse.kinds.base import (
     Fitted,
     KindSettings,
     LoadedModality,
+    Mismatch,
     ModalityEntry,
     ModalityKind,
     SynthResult,
@@ -277,6 +278,69 @@ class TableKind(ModalityKind):
     def restore(self, description: dict[str, Any], state: Any) -> TableFitted:
         return TableFitted(state["preprocessor"], state["names"], state["groups"], gene_mask=state.get("gene_mask"))
 
+    # What a missing column is called, and whether the fitted imputer may stand in for it.
+    column_word = "column"
+    impute_missing = False
+
+    def compatibility(
+        self, modality: str, description: dict[str, Any], states: list[Any], data: ModalityData, *, max_missing: float
+    ) -> list[Mismatch]:
+        assert data.frame is not None
+        expected, found = list(description["columns"]), set(data.frame.columns)
+        missing = [c for c in expected if c not in found]
+        extra = [c for c in data.frame.columns if c not in set(expected)]
+        found_list: list[Mismatch] = []
+        if missing:
+            names = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            share = len(missing) / max(len(expected), 1)
+            if self.impute_missing and share <= max_missing:
+                found_list.append(
+                    Mismatch(
+                        f"modality '{modality}': {len(missing)} of {len(expected)} {self.column_word}s of the model "
+                        f"missing from the cohort ({names}); imputed with the training folds' medians"
+                    )
+                )
+            else:
+                allowed = f" (at most {max_missing:.0%} may be imputed: --max-missing)" if self.impute_missing else ""
+                found_list.append(
+                    Mismatch(
+                        f"modality '{modality}': {len(missing)} of {len(expected)} {self.column_word}s of the model "
+                        f"missing from the cohort ({names}){allowed}; add them to the table",
+                        error=True,
+                    )
+                )
+        if extra:
+            names = ", ".join(extra[:5]) + (" ..." if len(extra) > 5 else "")
+            found_list.append(
+                Mismatch(
+                    f"modality '{modality}': {len(extra)} {self.column_word}s the model does not use ignored ({names})"
+                )
+            )
+        found_list += self._unseen_categories(modality, description, states, data)
+        return found_list
+
+    def _unseen_categories(
+        self, modality: str, description: dict[str, Any], states: list[Any], data: ModalityData
+    ) -> list[Mismatch]:
+        """Categorical values no training fold saw: the one-hot encoder maps them to unknown (all zeros)."""
+        categorical = [c for c in description.get("categorical", []) if data.frame is not None and c in data.frame]
+        if not categorical or not states:
+            return []
+        known = _known_categories(states[0]["preprocessor"], description["categorical"])
+        found = []
+        for column in categorical:
+            assert data.frame is not None
+            values = data.frame.loc[data.present, column].dropna()
+            unseen = values[~values.astype(str).isin({str(v) for v in known.get(column, [])})]
+            if len(unseen):
+                found.append(
+                    Mismatch(
+                        f"modality '{modality}' column '{column}': {len(unseen)} values of {unseen.nunique()} "
+                        "categories unseen in training, encoded as unknown"
+                    )
+                )
+        return found
+
     # --- explanations
     def _attribute(self, context: ExplainContext, view: Any, x: np.ndarray, rows: np.ndarray, common: dict) -> Any:
         raise NotImplementedError
@@ -318,6 +382,16 @@ class TableKind(ModalityKind):
         out["base_value"] = out["patient_index"].map(base_value).to_numpy()
         out.insert(0, "patient", [context.pseudo_ids[i] for i in out.pop("patient_index")])
         out.to_csv(context.features_path(), index=False)
+
+
+def _known_categories(preprocessor: Pipeline, categorical: list[str]) -> dict[str, list[Any]]:
+    """The categories the fitted one-hot encoder knows, per categorical column ({} when there is none)."""
+    for step in preprocessor.named_steps.values():
+        transformers = getattr(step, "named_transformers_", {})
+        if "categorical" in transformers:
+            encoder = transformers["categorical"].named_steps["onehot"]
+            return {c: list(values) for c, values in zip(categorical, encoder.categories_, strict=False)}
+    return {}
 
 
 @register_kind
@@ -396,6 +470,9 @@ class GeneSettings(KindSettings):
 @register_kind
 class GenomicKind(TableKind):
     """Gene expression (or any wide numeric omics table)."""
+
+    column_word = "gene"
+    impute_missing = True
 
     name = "genomic"
     entry_model = GenomicEntry

@@ -203,8 +203,9 @@ def _run(
         log_dashboard(run_dir)
         if config.tracking.log_model:
             example = _example_rows(cohort, modalities, splits.test)
-            model_id = log_model(primary, cohort, config, run_dir / outputs.MODEL, example)
-            link_model_metrics(model_id, metrics[primary.plan.name]["test"])
+            development = np.setdiff1d(np.arange(cohort.n), splits.test)
+            info = log_model(primary, cohort, config, run_dir / outputs.MODEL, example, development)
+            link_model_metrics(info.model_id, metrics[primary.plan.name]["test"])
     return RunOutcome(run_id, run_dir, metrics, comparison, report, trained)
 
 

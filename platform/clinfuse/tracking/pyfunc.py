@@ -5,13 +5,15 @@ The logged model holds three artifacts: ``weights`` (a torch state dict, loaded 
 scikit-learn standard, so load only models you or your group logged) and ``spec`` (JSON describing how to
 rebuild the network). The network and the prediction itself come from two functions the caller hands to
 :class:`ClinfusePyfunc` (``model_from_spec(spec) -> nn.Module`` and ``predict_frame(model, states, frame)``,
-in practice ``clinfuse.training.inference``'s), so this layer never imports training code. clinfuse must be
-installed where the model is loaded. The input format is described in docs/tracking.md.
+in practice ``clinfuse.training.inference``'s), so this layer never imports training code. The clinfuse package
+itself is bundled with the model (``code_paths``) and every requirement is pinned to its installed version, so
+the model loads where clinfuse is not installed. The input format is described in docs/tracking.md.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -31,7 +33,7 @@ WEIGHTS = "weights"
 PREPROCESSORS = "preprocessors"
 SPEC = "spec"
 _FILES = {WEIGHTS: "weights.pt", PREPROCESSORS: "preprocessors.joblib", SPEC: "spec.json"}
-_REQUIREMENTS = ("torch", "monai", "scikit-learn", "pandas", "numpy", "joblib", "mlflow")
+_DISTRIBUTION = "clinfuse"
 
 
 @dataclass
@@ -95,7 +97,8 @@ class ClinfusePyfunc(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc wrapper of a clinfuse model.
 
     ``predict`` takes a DataFrame with one row per patient (see docs/tracking.md) and returns what
-    ``predict_frame`` returns: one row per patient with ``prob``, ``prob_<class>`` or ``risk`` columns.
+    ``predict_frame`` returns: one row per patient with ``prob``/``prob_<class>`` and ``prediction`` (the class
+    chosen with the validation threshold), or ``risk`` and ``survival_t<h>`` columns.
 
     Args:
         model_from_spec: builds the untrained network from the spec.
@@ -123,14 +126,29 @@ class ClinfusePyfunc(mlflow.pyfunc.PythonModel):
 
 
 def default_requirements() -> list[str]:
-    """Pinned pip requirements of the logged model (clinfuse itself is installed from its repository)."""
+    """Every runtime requirement of clinfuse (its package metadata), pinned to the installed version.
+
+    clinfuse itself is not listed: its code travels with the model (``code_paths``).
+    """
+    try:
+        declared = metadata.requires(_DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:
+        declared = []
     pins = []
-    for package in _REQUIREMENTS:
+    for requirement in declared:
+        if "extra ==" in requirement:
+            continue  # optional extras (dev tools, real-cohort packages) are not needed to predict
+        name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
         try:
-            pins.append(f"{package}=={metadata.version(package)}")
+            pins.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            pins.append(package)
+            pins.append(name)
     return pins
+
+
+def package_code_path() -> str:
+    """The folder of the installed clinfuse package (bundled with the model as ``code_paths``)."""
+    return str(Path(__file__).resolve().parents[1])
 
 
 def log_pyfunc_model(
@@ -140,6 +158,7 @@ def log_pyfunc_model(
     signature_output: pd.DataFrame | np.ndarray,
     name: str = "model",
     pip_requirements: list[str] | None = None,
+    code_paths: list[str] | None = None,
 ) -> ModelInfo:
     """Log a pyfunc model with its signature and input example to the active run.
 
@@ -152,6 +171,7 @@ def log_pyfunc_model(
         signature_output: the model's output on ``input_example``.
         name: model name within the run.
         pip_requirements: override of :func:`default_requirements`.
+        code_paths: local code folders shipped with the model and put on ``sys.path`` when it loads.
 
     Returns:
         MLflow's ``ModelInfo`` (``model_uri`` loads it back).
@@ -164,4 +184,5 @@ def log_pyfunc_model(
         signature=signature,
         input_example=input_example,
         pip_requirements=pip_requirements or default_requirements(),
+        code_paths=code_paths,
     )

@@ -30,6 +30,7 @@ from clinfuse.outputs import ModalitySpecEntry, ModelSpec
 from clinfuse.training.data import encoder_specs, kind_settings
 from clinfuse.training.loop import scores_from_logits
 from clinfuse.training.run import TrainedModel, n_outputs_for
+from clinfuse.training.survival import survival_probability
 
 
 class FoldEnsemble(nn.Module):
@@ -106,11 +107,15 @@ def _memo_key(name: str, state: Any) -> str | None:
         return None
 
 
-def predict_frame(model: FoldEnsemble, states: dict[str, dict[str, Any]], frame: pd.DataFrame) -> pd.DataFrame:
-    """Predict from raw rows (format in the module docstring): ``prob`` / ``prob_<class>`` / ``risk``."""
-    spec = model.spec
+def ensemble_inputs(
+    model: FoldEnsemble, states: dict[str, dict[str, Any]], frame: pd.DataFrame
+) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+    """Each fold's model inputs of the rows of an input frame, and the presence ``(n, modalities)``.
+
+    A modality absent from every row gets no input (its encoder never runs; the missing embedding is used).
+    """
     n = len(frame)
-    entries = spec["modalities"]
+    entries = model.spec["modalities"]
     raw, presence = {}, []
     for entry in entries:
         values, present = get_kind(entry["kind"]).from_frame(entry["name"], entry["description"], frame)
@@ -118,14 +123,14 @@ def predict_frame(model: FoldEnsemble, states: dict[str, dict[str, Any]], frame:
         presence.append(present)
     present_all = np.stack(presence, axis=1) if presence else np.zeros((n, 0), dtype=bool)
     memo: dict[str, torch.Tensor] = {}
-    logits = []
-    for k, fold_model in enumerate(model.folds):
+    per_fold = []
+    for k in range(len(model.folds)):
         inputs = {}
         for column, entry in enumerate(entries):
             name = entry["name"]
             rows = np.flatnonzero(present_all[:, column])
             if not len(rows):
-                continue  # the encoder never runs for a modality absent from every row
+                continue
             state = states[f"fold{k}"][name]
             key = _memo_key(name, state)
             if key is None or key not in memo:
@@ -138,14 +143,53 @@ def predict_frame(model: FoldEnsemble, states: dict[str, dict[str, Any]], frame:
                     continue
                 memo[key] = full
             inputs[name] = memo[key]
+        per_fold.append(inputs)
+    return per_fold, torch.as_tensor(present_all)
+
+
+def ensemble_logits(model: FoldEnsemble, states: dict[str, dict[str, Any]], frame: pd.DataFrame) -> np.ndarray:
+    """The mean fold logit ``(n, outputs)`` of the rows of an input frame (as the run's test predictions)."""
+    per_fold, present = ensemble_inputs(model, states, frame)
+    logits = []
+    for fold_model, inputs in zip(model.folds, per_fold, strict=True):
         with torch.no_grad():
-            logits.append(fold_model.eval()(inputs, torch.as_tensor(present_all)).logits.double().numpy())
-    scores = scores_from_logits(np.mean(logits, axis=0), spec["task"])
+            logits.append(fold_model.eval()(inputs, present).logits.double().numpy())
+    return np.mean(logits, axis=0)
+
+
+def output_frame(spec: dict[str, Any], logits: np.ndarray, index: pd.Index | None = None) -> pd.DataFrame:
+    """Scores and decisions from ensemble logits.
+
+    Binary: ``prob`` (positive class), ``prob_<class>`` for both classes and ``prediction`` (the class chosen
+    with the validation threshold ``spec["threshold"]``); multiclass: ``prob_<class>`` and ``prediction``
+    (argmax); survival: ``risk`` (log relative hazard) and ``survival_t<h>`` at each horizon of
+    ``spec["baseline"]`` (Breslow baseline hazard fitted on the training folds).
+    """
+    scores = scores_from_logits(logits, spec["task"])
+    classes = [str(c) for c in spec["classes"]]
     if spec["task"] == "binary":
-        return pd.DataFrame({"prob": scores}, index=frame.index)
-    if spec["task"] == "multiclass":
-        return pd.DataFrame(scores, columns=[f"prob_{c}" for c in spec["classes"]], index=frame.index)
-    return pd.DataFrame({"risk": scores}, index=frame.index)
+        threshold = 0.5 if spec.get("threshold") is None else float(spec["threshold"])
+        frame = pd.DataFrame({"prob": scores, f"prob_{classes[0]}": 1.0 - scores, f"prob_{classes[1]}": scores})
+        frame["prediction"] = np.where(scores >= threshold, classes[1], classes[0])
+    elif spec["task"] == "multiclass":
+        frame = pd.DataFrame(scores, columns=[f"prob_{c}" for c in classes])
+        frame["prediction"] = np.asarray(classes, dtype=object)[scores.argmax(axis=1)]
+    else:
+        frame = pd.DataFrame({"risk": scores})
+        baseline = spec.get("baseline")
+        if baseline:
+            horizons = [float(h) for h in baseline["horizons"]]
+            values = survival_probability(baseline["times"], baseline["cumhaz"], scores, horizons)
+            for column, h in enumerate(horizons):
+                frame[f"survival_t{h:g}"] = values[:, column]
+    if index is not None:
+        frame.index = index
+    return frame
+
+
+def predict_frame(model: FoldEnsemble, states: dict[str, dict[str, Any]], frame: pd.DataFrame) -> pd.DataFrame:
+    """Predict from raw rows (format in the module docstring); the columns of :func:`output_frame`."""
+    return output_frame(model.spec, ensemble_logits(model, states, frame), frame.index)
 
 
 def cohort_input_frame(cohort: Cohort, modalities: list[str], indices: np.ndarray) -> pd.DataFrame:

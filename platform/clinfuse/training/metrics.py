@@ -416,3 +416,39 @@ def summarise_folds(folds: Sequence[dict[str, float]]) -> tuple[dict[str, float]
         mean[name] = float(values.mean()) if values.size else float("nan")
         sd[name] = float(values.std(ddof=1)) if values.size > 1 else float("nan")
     return mean, sd
+
+
+def calibration_intercept_slope(y: np.ndarray, prob: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """Calibration-in-the-large (intercept with the logit as offset) and the calibration slope.
+
+    Both are logistic recalibration fits of the outcome on ``logit(prob)`` (Newton-Raphson): a well calibrated
+    model has intercept 0 and slope 1; slope < 1 means predictions too extreme (overfitting).
+
+    Args:
+        y: binary outcomes ``(n,)``; prob: predicted positive-class probabilities ``(n,)``.
+        iterations: Newton steps (converges in a handful for non-separable data).
+
+    Returns:
+        ``(intercept, slope)``; NaN when ``y`` holds one class only.
+    """
+    y = np.asarray(y, dtype=float).reshape(-1)
+    p = np.clip(np.asarray(prob, dtype=float).reshape(-1), 1e-12, 1 - 1e-12)
+    if len(np.unique(y)) < 2:
+        return float("nan"), float("nan")
+    logit = np.log(p / (1 - p))
+
+    def fit(design: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        beta = np.zeros(design.shape[1])
+        for _ in range(iterations):
+            mu = 1.0 / (1.0 + np.exp(-(design @ beta + offset)))
+            hessian = design.T @ (design * (mu * (1 - mu))[:, None]) + 1e-10 * np.eye(design.shape[1])
+            step = np.linalg.solve(hessian, design.T @ (y - mu))
+            beta += step
+            if np.abs(step).max() < 1e-10:
+                break
+        return beta
+
+    ones = np.ones((len(y), 1))
+    intercept = fit(ones, logit)[0]
+    slope = fit(np.column_stack([ones, logit]), np.zeros(len(y)))[1]
+    return float(intercept), float(slope)

@@ -373,3 +373,38 @@ def survival_metrics(
     if len(points) > 1:
         result.update({f"td_auc_t{h:g}": float(scorer.td_auc(ones, h)[0]) for h in points})
     return result
+
+
+def breslow_baseline(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Breslow's estimate of the baseline cumulative hazard of a Cox model.
+
+    Args:
+        time: follow-up times ``(n,)``; event: event indicators ``(n,)``; risk: log relative hazards ``(n,)``.
+
+    Returns:
+        The distinct event times (ascending) and the cumulative baseline hazard at each,
+        ``H0(t) = sum over event times s <= t of d(s) / sum_{j: T_j >= s} exp(risk_j)``.
+    """
+    time = np.asarray(time, dtype=float).reshape(-1)
+    event = np.asarray(event).astype(bool).reshape(-1)
+    risk = np.asarray(risk, dtype=float).reshape(-1)
+    # Centring keeps exp() finite; the baseline is then relative to the mean risk, and survival_probability
+    # receives the same shift through the stored offset.
+    hazard = np.exp(risk - risk.mean())
+    times = np.unique(time[event])
+    deaths = np.array([event[time == t].sum() for t in times], dtype=float)
+    order = np.argsort(time)
+    at_risk_sum = np.cumsum(hazard[order][::-1])[::-1]
+    first = np.searchsorted(time[order], times, side="left")
+    increments = deaths / at_risk_sum[first]
+    return times, np.cumsum(increments) * np.exp(-risk.mean())
+
+
+def survival_probability(
+    times: Sequence[float], cumhaz: Sequence[float], risk: np.ndarray, horizons: Sequence[float]
+) -> np.ndarray:
+    """``S(h | x) = exp(-H0(h) exp(risk))`` ``(n, len(horizons))`` from :func:`breslow_baseline`'s step function."""
+    times_arr, cumhaz_arr = np.asarray(times, dtype=float), np.asarray(cumhaz, dtype=float)
+    steps = np.searchsorted(times_arr, np.asarray(horizons, dtype=float), side="right")
+    at = np.where(steps > 0, cumhaz_arr[np.maximum(steps - 1, 0)], 0.0)
+    return np.exp(-np.outer(np.exp(np.asarray(risk, dtype=float).reshape(-1)), at))
