@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_run_folder
 
-from clinfuse.reports import build_report
-from clinfuse.reports import plots
+from clinfuse.reports import build_report, plots
+from conftest import write_run_folder
 
 N = 20_000
 
