@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from clinfuse.logs import LOGGER, PROGRESS_FLAG
+from clinfuse.metric_catalog import PRIMARY
 from clinfuse.tracking import log_metrics_step, start_child_run
 from clinfuse.training.callbacks import TrainingCallback
 
@@ -35,8 +36,9 @@ class ProgressCallback(TrainingCallback):
         self.progress(model, fold, epoch, metrics)
 
 
-# Which metrics an epoch line shows (the rest are in MLflow and history.csv).
-_SHOWN = ("train_loss", "val_auroc", "val_balanced_accuracy", "val_c_index")
+# An epoch line shows the training loss and each task's primary validation metric, like the live display
+# (the rest are in MLflow and history.csv).
+_SHOWN = ("train_loss", *dict.fromkeys(f"val_{m}" for m in PRIMARY.values()))
 
 
 class LogCallback(TrainingCallback):
