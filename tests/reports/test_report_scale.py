@@ -4,6 +4,7 @@ with a few sampled patient cards, scatters that draw a fixed sample, and Kaplan-
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 import time
 from pathlib import Path
 
@@ -11,15 +12,14 @@ import numpy as np
 import pytest
 
 from clinfuse.reports import build_report, plots
-from conftest import write_run_folder
 
 N = 20_000
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["binary", "survival"])
-def test_report_of_20000_patients_is_small_and_fast(tmp_path: Path, task: str) -> None:
-    run_dir = write_run_folder(tmp_path, task=task, n=N)
+def test_report_of_20000_patients_is_small_and_fast(make_run_folder: Callable[..., Path], task: str) -> None:
+    run_dir = make_run_folder(task=task, n=N)
     start = time.perf_counter()
     report = build_report(run_dir, n_patients=6)
     seconds = time.perf_counter() - start
