@@ -4,8 +4,8 @@ with a few sampled patient cards, scatters that draw a fixed sample, and Kaplan-
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
