@@ -107,6 +107,7 @@ def run_one_size(
         total = time.perf_counter() - start
     figures = {f"{short}_s": seconds.get(name, float("nan")) for name, short in STAGES.items()}
     figures["train_per_epoch_s"] = figures["train_s"] / (folds * epochs)
+    figures["stages"] = dict(seconds)  # every logged stage, e.g. each modality kind's own explain
     figures.update({"patients": patients, "generate_s": generate_s, "run_s": total})
     return figures
 
