@@ -94,3 +94,26 @@ def test_epoch_lines_are_throttled_per_fold(caplog: pytest.LogCaptureFixture, mo
         "gated fold 1 epoch 1/5",
         "gated fold 1 epoch 2/5",
     ]
+
+
+def test_cli_quiet_and_verbose_set_the_console_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from clinfuse.cli import main
+
+    def console_level(*argv: str) -> int:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "cohort", "check", str(tmp_path / "absent")])
+        assert exit_info.value.code == 2  # the absent cohort is a one-line user error
+        (handler,) = [h for h in logging.getLogger().handlers if getattr(h, "clinfuse_console", False)]
+        return handler.level
+
+    try:
+        assert console_level("--quiet") == logging.WARNING
+        assert console_level("--verbose") == logging.DEBUG
+        assert console_level() == logging.INFO
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--quiet", "--verbose", "cohort", "check", str(tmp_path)])
+        assert exit_info.value.code == 2
+        assert "error: --verbose and --quiet: pass at most one" in capsys.readouterr().err
+    finally:
+        for handler in [h for h in logging.getLogger().handlers if getattr(h, "clinfuse_console", False)]:
+            logging.getLogger().removeHandler(handler)
