@@ -44,6 +44,19 @@ cohort_app = typer.Typer(help="Validate, synthesise and export cohorts.", no_arg
 app.add_typer(cohort_app, name="cohort")
 
 
+@app.callback()
+def _global_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show debug lines and third-party notices."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors (run.log keeps everything)."),
+) -> None:
+    """clinfuse: multimodal clinical diagnosis with gated fusion."""
+    from clinfuse.logs import configure_console
+
+    if verbose and quiet:
+        raise ClinfuseError("--verbose and --quiet: pass at most one")
+    configure_console(1 if verbose else -1 if quiet else 0)
+
+
 def _pairs(items: list[str], option: str) -> dict[str, float]:
     """Parse ``NAME=NUMBER`` option values."""
     pairs: dict[str, float] = {}
@@ -180,15 +193,22 @@ def _print_outcome(outcome: Any) -> None:
 
 
 def _run_and_report(config: Any, resume: str | None) -> Any:
+    from contextlib import nullcontext
+
+    from clinfuse.logs import interactive
     from clinfuse.pipeline import run_experiment
     from clinfuse.tracking import install_sigterm_handler
 
     install_sigterm_handler()
-    progress, update = _progress_printer()
-    epochs = config.training.epochs
+    # The live display only on a terminal: redirected, rich would print nothing until the end; the log's
+    # plain epoch lines show progress there instead.
+    display, update, epochs = None, None, config.training.epochs
+    if interactive():
+        display, update = _progress_printer()
+    on_epoch = None if update is None else (lambda m, f, e, x: update(m, f, e, x, epochs))
     try:
-        with progress:
-            outcome = run_experiment(config, resume=resume, progress=lambda m, f, e, x: update(m, f, e, x, epochs))
+        with display or nullcontext():
+            outcome = run_experiment(config, resume=resume, progress=on_epoch)
     except KeyboardInterrupt:
         print(
             "interrupted: the MLflow run is marked KILLED; continue it with `clinfuse run --resume RUN_ID`",

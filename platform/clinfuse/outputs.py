@@ -26,6 +26,7 @@ MODALITY_SUMMARY = "modality_summary.json"  # cohort-level modality Shapley stat
 MODALITY_IMPORTANCE = "modality_importance.json"
 MODALITY_IMPORTANCE_CSV = "modality_importance.csv"  # scope, game, modality, value, ci_low, ci_high, ...
 REPORT = "report.html"
+RUN_LOG = "run.log"  # every log record of the run (clinfuse.logs), third-party notices included
 OVERLAYS = "overlays"  # overlays/<modality>/<patient>.png
 CHECKPOINTS = "checkpoints"  # checkpoints/<model>/fold<k>.pt (resume; logged as each fold ends)
 CACHE = "cache"  # cache/<modality>/ (local; kinds' run-level caches)
@@ -36,7 +37,7 @@ JSON_FILES = (RUN_INFO, COHORT_SUMMARY, METRICS, MODALITY_SUMMARY, MODALITY_IMPO
 INPUT_FILES = (CONFIG, RUN_INFO, COHORT_SUMMARY, SPLITS)
 CSV_FILES = (SPLITS, COMPARISON, HISTORY, PREDICTIONS, CONTRIBUTIONS, CLASSICAL_CONTRIBUTIONS, MODALITY_IMPORTANCE_CSV)
 # Files a finished run holds and logs to MLflow as artifacts (features_<m>.csv and overlays/ come on top).
-LOGGED_FILES = (CONFIG, *JSON_FILES, *CSV_FILES, REPORT)
+LOGGED_FILES = (CONFIG, *JSON_FILES, *CSV_FILES, REPORT, RUN_LOG)
 _FEATURES_PREFIX = "features_"
 
 

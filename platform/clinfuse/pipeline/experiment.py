@@ -21,9 +21,10 @@ from clinfuse import outputs
 from clinfuse.cohort import Cohort, cohort_summary, load_cohort, make_splits
 from clinfuse.config import ExperimentConfig, config_to_dict
 from clinfuse.errors import ConfigError
+from clinfuse.logs import LOGGER, RunLog, run_log, stage
 from clinfuse.pipeline.ablation import ablate_flagged
 from clinfuse.pipeline.artifacts import ensure_writable_dir, log_model, write_json
-from clinfuse.pipeline.callbacks import MlflowCallback, ProgressCallback
+from clinfuse.pipeline.callbacks import LogCallback, MlflowCallback, ProgressCallback
 from clinfuse.pipeline.classical import explain_classical, run_classical
 from clinfuse.pipeline.cohort_view import restrict_to_modalities
 from clinfuse.pipeline.dashboard import log_dashboard
@@ -96,6 +97,9 @@ def run_experiment(
 ) -> RunOutcome:
     """Train, evaluate, track, explain and report one experiment.
 
+    Stages are logged to ``logging.getLogger("clinfuse")`` and the whole run (third-party notices included)
+    to ``run.log`` in the run folder, see :mod:`clinfuse.logs`.
+
     Args:
         config: the validated experiment config.
         resume: an MLflow run id of an interrupted run to continue (finished folds are reused).
@@ -105,8 +109,8 @@ def run_experiment(
     project_dir = project_dir or Path.cwd()
     ctx = init_from_env(config.device)
     device = ctx.device if ctx.distributed else resolve_device(config.device)
-    with training_process(device, config.training.keep_freed_memory):
-        return _run(config, resume, progress, project_dir, ctx, device)
+    with training_process(device, config.training.keep_freed_memory), run_log() as log:
+        return _run(config, resume, progress, project_dir, ctx, device, log)
 
 
 def _run(
@@ -116,8 +120,11 @@ def _run(
     project_dir: Path,
     ctx: DistContext,
     device: torch.device,
+    log: RunLog,
 ) -> RunOutcome:
-    cohort, modalities = prepare(config)
+    with stage("checking", cohort=config.cohort.name):
+        cohort, modalities = prepare(config)
+    LOGGER.info("cohort: %d patients, modalities %s, task %s", len(cohort.patient_ids), modalities, cohort.task)
     splits = make_splits(cohort.y, config.evaluation.folds, config.evaluation.test_fraction, config.seed)
     if not ctx.is_main:
         return _follow_main_rank(config, cohort, modalities, splits, ctx, project_dir)
@@ -135,6 +142,8 @@ def _run(
         run_id = broadcast_object(run.info.run_id, ctx)
         run_dir = (project_dir / config.report.out_dir / experiment / run_id).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
+        log.open(run_dir)
+        LOGGER.info("run %s: folder %s", run_id, run_dir)
         if resume is None:
             log_params_flat(config_to_dict(config))
             log_tags(cohort.name, cohort.content_hash, config.seed, str(device), {"clinfuse.task": cohort.task})
@@ -143,10 +152,11 @@ def _run(
         # Logged now, not only at the end: with the fold checkpoints they let anyone resume a killed run.
         for name in outputs.INPUT_FILES:
             log_artifact(run_dir / name)
-        prepared = prepare_inputs(cohort, modalities, config, run_dir / outputs.CACHE)
+        with stage("caching", patients=len(cohort.patient_ids), modalities=len(modalities)):
+            prepared = prepare_inputs(cohort, modalities, config, run_dir / outputs.CACHE)
         _add_run_info(run_dir, {"input_notes": input_notes(cohort, prepared)})
         plans = plan_models(config, modalities)
-        callbacks: list[TrainingCallback] = [MlflowCallback(run_id)]
+        callbacks: list[TrainingCallback] = [MlflowCallback(run_id), LogCallback(config.training.epochs)]
         if progress is not None:
             callbacks.append(ProgressCallback(progress))
         trained: list[TrainedModel] = []
@@ -155,15 +165,26 @@ def _run(
             # In comparison mode each model gets its own child run holding its fold runs.
             scope = start_child_run(plan.name, {"model": plan.name, "kind": plan.kind}) if len(plans) > 1 else None
             with scope or nullcontext():
-                model = train_model(plan, index, cohort, config, splits, prepared, device, run_dir, callbacks)
-                metrics[plan.name] = model_metrics(model, cohort, splits, config.evaluation, config.seed)
+                folds, epochs = len(splits.folds), config.training.epochs
+                with stage(
+                    f"training {plan.name}",
+                    folds=folds,
+                    epochs=epochs,
+                    patients=len(cohort.patient_ids) - len(splits.test),
+                ):
+                    model = train_model(plan, index, cohort, config, splits, prepared, device, run_dir, callbacks)
+                with stage(
+                    f"metrics {plan.name}", test_patients=len(splits.test), bootstrap=config.evaluation.bootstrap
+                ):
+                    metrics[plan.name] = model_metrics(model, cohort, splits, config.evaluation, config.seed)
                 if scope is not None:
                     log_final_metrics("test", metrics[plan.name]["test"])
             trained.append(model)
         primary = trained[0]
         log_final_metrics("test", metrics[primary.plan.name]["test"])
         log_final_metrics("test", {k: tuple(v) for k, v in metrics[primary.plan.name]["test_ci"].items()})
-        classical = run_classical(config, cohort, modalities, splits, prepared, metrics)
+        with stage("classical baselines"):
+            classical = run_classical(config, cohort, modalities, splits, prepared, metrics)
         comparison = compare_models([*trained, *classical], metrics, cohort, splits, config.evaluation, config.seed)
         write_json(run_dir / outputs.METRICS, metrics)
         comparison.to_csv(run_dir / outputs.COMPARISON, index=False)
@@ -173,8 +194,9 @@ def _run(
         if config.explain.enabled:
             from clinfuse.pipeline.explanations import explain_run
 
-            explain_run(primary, cohort, splits, pseudo_ids, config, run_dir, device)
-            explain_classical(classical, cohort, pseudo_ids, config.explain.max_patients, run_dir)
+            with stage("explaining", patients=min(len(splits.test), config.explain.max_patients)):
+                explain_run(primary, cohort, splits, pseudo_ids, config, run_dir, device)
+                explain_classical(classical, cohort, pseudo_ids, config.explain.max_patients, run_dir)
             # Flags are known only now: models without a flagged modality join the comparison after the fact.
             ablated = ablate_flagged(
                 trained,
@@ -194,7 +216,9 @@ def _run(
         if config.report.enabled:
             from clinfuse.reports import build_report
 
-            report = build_report(run_dir, n_patients=config.report.patient_cards)
+            with stage("reporting", patient_cards=config.report.patient_cards):
+                report = build_report(run_dir, n_patients=config.report.patient_cards)
+        LOGGER.info("run %s finished: logging run files to MLflow", run_id)
         for path in [run_dir / name for name in outputs.LOGGED_FILES] + list(outputs.feature_files(run_dir).values()):
             if path.exists():
                 log_artifact(path)
@@ -204,7 +228,8 @@ def _run(
         if config.tracking.log_model:
             example = _example_rows(cohort, modalities, splits.test)
             development = np.setdiff1d(np.arange(cohort.n), splits.test)
-            info = log_model(primary, cohort, config, run_dir / outputs.MODEL, example, development)
+            with stage("logging model"):
+                info = log_model(primary, cohort, config, run_dir / outputs.MODEL, example, development)
             link_model_metrics(info.model_id, metrics[primary.plan.name]["test"])
     return RunOutcome(run_id, run_dir, metrics, comparison, report, trained)
 

@@ -20,6 +20,7 @@ from clinfuse.cohort import Cohort, Splits
 from clinfuse.config import ExperimentConfig
 from clinfuse.explain import ModalityShapley, cohort_summary, model_modality_shapley
 from clinfuse.kinds import ExplainContext, FoldView
+from clinfuse.logs import stage
 from clinfuse.pipeline.artifacts import write_json
 from clinfuse.pipeline.usefulness import log_usefulness, modality_usefulness, write_usefulness
 from clinfuse.training.data import PatientDataset, make_loader
@@ -89,8 +90,9 @@ def explain_run(
     n_outputs = trained.test.logits.shape[1]
     for fold in trained.folds:
         fold.model.to("cpu")
-    folds = [_fold_shapley(f, trained, cohort, indices, classes, n_outputs) for f in trained.folds]
-    result = _average(folds)
+    with stage("modality Shapley", patients=len(indices), folds=len(trained.folds)):
+        folds = [_fold_shapley(f, trained, cohort, indices, classes, n_outputs) for f in trained.folds]
+        result = _average(folds)
     result.index = indices
     scores = scores_from_logits(trained.test.logits[positions], cohort.task)
     prob = scores if scores.ndim == 1 else scores[np.arange(len(positions)), classes]
@@ -132,7 +134,8 @@ def explain_run(
                 seed=config.seed,
                 max_panels=config.explain.saliency_patients,
             )
-            data.kind.explain(context)
+            with stage(f"explain {name} ({data.type})", patients=len(indices)):
+                data.kind.explain(context)
     for fold in trained.folds:
         fold.model.to(device)
     return frame

@@ -19,6 +19,10 @@ _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 _POSITIVE, _NEGATIVE = "#c0392b", "#2471a3"
 
 
+# Points drawn per scatter at most: beyond that a scatter is a blot and only costs drawing time.
+MAX_POINTS = 2000
+
+
 def color_of(index: int) -> str:
     """The colour of the ``index``-th modality or class, the same in every figure."""
     return _PALETTE[index % len(_PALETTE)]
@@ -158,8 +162,17 @@ def grouped_bars(groups: list[str], modalities: list[str], values: np.ndarray, t
     return fig
 
 
+def thin(values: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
+    """At most ``limit`` of ``values``, drawn without replacement by a fixed seed (the same run draws the same)."""
+    if len(values) <= limit:
+        return values
+    pick = np.sort(np.random.default_rng(seed).choice(len(values), size=limit, replace=False))
+    return values[pick]
+
+
 def distribution(names: list[str], samples: list[np.ndarray], title: str, xlabel: str) -> Figure:
-    """Box plot with the individual patients overlaid as jittered points.
+    """Box plot with the individual patients overlaid as jittered points (a fixed sample of at most
+    :data:`MAX_POINTS` per box, so a registry's 10^5 patients stay readable; the boxes use every value).
 
     Args:
         names: one name per box.
@@ -179,7 +192,8 @@ def distribution(names: list[str], samples: list[np.ndarray], title: str, xlabel
             showfliers=False,
         )
     for i, values in kept:
-        ax.scatter(values, i + rng.uniform(-0.18, 0.18, len(values)), s=8, alpha=0.5, color=color_of(i))
+        shown = thin(values, MAX_POINTS)
+        ax.scatter(shown, i + rng.uniform(-0.18, 0.18, len(shown)), s=8, alpha=0.5, color=color_of(i))
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set(title=title, xlabel=xlabel)
