@@ -37,7 +37,7 @@ def test_run_without_pseudonyms_finishes_and_keeps_raw_ids(tmp_path: Path) -> No
     predictions = pd.read_csv(outcome.run_dir / "predictions.csv")
     assert predictions["patient"].str.match(r"^S\d{4}$").all()
     # Every model of the comparison has its test predictions, on the same patients.
-    models = ["gated", "concat", "clinical_only", "genomic_only"]
+    models = ["gated", "concat", "clinical_only", "genomic_only", "logistic_regression", "gradient_boosting"]
     assert list(dict.fromkeys(predictions["model"])) == models
     per_model = predictions.groupby("model")["patient"].apply(frozenset)
     assert per_model.nunique() == 1 and len(per_model.iloc[0]) == predictions["model"].value_counts().iloc[0]
