@@ -319,10 +319,10 @@ class ImageKind(ModalityKind):
             if found is None:
                 continue
             files, infos = found
-            for column, info in zip(columns, infos, strict=True):
-                shape = str(info.get("shape"))
-                shapes[column][shape] = shapes[column].get(shape, 0) + 1
-            if infos and "geometry" in infos[0]:
+            if infos:
+                for column, info in zip(columns, infos, strict=True):
+                    shape = str(info.get("shape"))
+                    shapes[column][shape] = shapes[column].get(shape, 0) + 1
                 geometries.append(infos[0]["geometry"])
             paths.setdefault(pid, files)
         meta = {"channel_paths": {pid: files for pid, files in paths.items()}} if len(columns) > 1 else {}
