@@ -1,7 +1,9 @@
 """The ``image`` kind: 2D pictures and slices, 3D volumes (NIfTI, DICOM file or series folder, PNG, JPEG).
 
-An index table maps each patient to one file or DICOM folder. Volumes are loaded, normalised and resized once
-per run through MONAI transforms and cached (memory or disk); they need no fold-fitted preprocessing. The
+An index table maps each patient to one file or DICOM folder per channel. Images are loaded, reoriented,
+resampled to one physical spacing and cropped/padded (or resized whole), normalised and cached once per run
+through MONAI transforms (memory or disk); they need no fold-fitted preprocessing. Augmentation is applied to
+the cached tensors of training patients. The
 default encoder is a MONAI ResNet; explanations are occlusion saliency maps drawn over the image.
 """
 
@@ -164,6 +166,13 @@ def image_size_for(config_size: list[int], spatial_dims: int) -> list[int]:
     if len(config_size) < spatial_dims:
         return (config_size + [config_size[-1]] * spatial_dims)[:spatial_dims]
     return list(config_size[:spatial_dims])
+
+
+def _counts(counts: dict[str, int], shown: int = 5) -> str:
+    """The most common values with their counts, and how many distinct values there are beyond them."""
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    text = ", ".join(f"{k} x{v}" for k, v in ranked[:shown])
+    return text + (f" ... ({len(ranked)} distinct)" if len(ranked) > shown else "")
 
 
 def _items(paths: list[str]) -> dict[str, str]:
@@ -393,9 +402,9 @@ class ImageKind(ModalityKind):
     def summary_lines(self, name: str, info: dict[str, Any]) -> list[str]:
         if not info.get("shapes"):
             return []
-        lines = [f"  {name} shapes: " + ", ".join(f"{k} x{v}" for k, v in info["shapes"].items())]
+        lines = [f"  {name} shapes: " + _counts(info["shapes"])]
         for column, shapes in info.get("channel_shapes", {}).items():
-            lines.append(f"  {name} channel {column} grids: " + ", ".join(f"{k} x{v}" for k, v in shapes.items()))
+            lines.append(f"  {name} channel {column} grids: " + _counts(shapes))
         for key, label in (("spacing_mm", "spacing (mm)"), ("fov_mm", "field of view (mm)")):
             if key in info:
                 stats = info[key]
