@@ -120,7 +120,7 @@ def image_transforms(pipeline: ImagePipeline) -> Compose:
         Lambdad(keys=keys, func=partial(_to_spatial_dims, spatial_dims=p.spatial_dims, colour=p.colour)),
     ]
     if p.spatial_dims == 3:
-        steps.append(Orientationd(keys=keys, axcodes=p.orientation))
+        steps.append(Orientationd(keys=keys, axcodes=p.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))))
     if p.fit == "crop":
         assert p.spacing is not None
         steps.append(Spacingd(keys=keys[0], pixdim=p.spacing, mode="bilinear", padding_mode="zeros"))
