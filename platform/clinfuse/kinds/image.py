@@ -430,18 +430,18 @@ class ImageKind(ModalityKind):
             orientation=settings.orientation,
             intensity=settings.resolved_intensity(),
         )
-        oriented = f", oriented {settings.orientation}" if dims == 3 else ""
+        oriented = f" oriented {settings.orientation}," if dims == 3 else ""
         if fit == "resize":
-            return pipeline, f"{data.name}: whole images resized to {size} voxels{oriented} (fit: resize)"
+            return pipeline, f"{data.name}:{oriented} whole images resized to {size} voxels (fit: resize)"
         if settings.spacing == "auto":
             present = np.flatnonzero(data.present)
             geometries = [read_geometry(Path(channel_paths(data, int(i))[0]), dims) for i in present]
             pipeline.spacing, how = auto_spacing(geometries, settings.orientation[:dims], size)
         else:
             pipeline.spacing = image_size_for([float(v) for v in settings.spacing], dims)
-            how = f"spacing {pipeline.spacing} mm (configured)"
+            how = f"resampled to {pipeline.spacing} mm (configured)"
         fov = [round(n * s, 1) for n, s in zip(size, pipeline.spacing, strict=True)]
-        return pipeline, f"{data.name}: resampled{oriented}, {how}; centre crop/pad to {size} voxels = {fov} mm"
+        return pipeline, f"{data.name}:{oriented} {how}; centre crop/pad to {size} voxels = {fov} mm"
 
     def prepare(self, data: ModalityData, settings: KindSettings, cache: RunCache) -> ImageStore:
         assert isinstance(settings, ImageSettings)
