@@ -91,8 +91,8 @@ def auto_spacing(geometries: Sequence[Geometry], orientation: str, size: list[in
     chosen = np.maximum(median_spacing, median_fov / np.asarray(size, dtype=float))
     text = (
         f"resampled to {[round(float(c), 3) for c in chosen]} mm (spacing auto: median of the cohort's "
-        f"{len(geometries)} images {[round(float(m), 3) for m in median_spacing]} mm, coarsened where needed so the median field of "
-        f"view {[round(float(f), 1) for f in median_fov]} mm fits in {list(size)} voxels (headers only, no labels: "
+        f"{len(geometries)} images {[round(float(m), 3) for m in median_spacing]} mm, coarsened where needed so "
+        f"the median field of view {[round(float(f), 1) for f in median_fov]} mm fits in {list(size)} voxels (headers only, no labels: "
         "one cache serves every fold))"
     )
     return [round(float(c), 4) for c in chosen], text
