@@ -160,3 +160,15 @@ def test_channels_missing_or_disjoint_are_problems(tmp_path: Path) -> None:
     assert len(channel_problems) == 2, report.problems
     assert "row 2 column 't2': channel missing" in channel_problems[0]
     assert "row 3" in channel_problems[1] and "do not overlap in space" in channel_problems[1]
+
+
+def test_auto_spacing_follows_the_axes_after_reorientation() -> None:
+    from clinfuse.cohort.image_files import Geometry
+    from clinfuse.kinds.image_geometry import auto_spacing
+
+    # Stored superior-first: array axis 0 is S (3 mm, 30 slices), axis 2 is R (1 mm, 100 voxels).
+    stored = Geometry((30, 40, 100), (3.0, 2.0, 1.0), "SAR", np.eye(4))
+    assert stored.spacing_in("RAS") == (1.0, 2.0, 3.0)
+    spacing, note = auto_spacing([stored] * 3, "RAS", [50, 40, 30])
+    assert spacing == [2.0, 2.0, 3.0]  # R: 100 mm into 50 voxels; A: as stored; S: 90 mm into 30 voxels
+    assert "3 images" in note

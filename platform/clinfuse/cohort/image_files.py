@@ -55,12 +55,17 @@ class Geometry:
     affine: np.ndarray
     channels: int = 1
 
-    def spacing_in(self, axcodes: str) -> tuple[float, ...]:
-        """Voxel size along the axes of an image reoriented to ``axcodes`` (what ``Orientationd`` produces)."""
-        if self.axcodes is None or len(axcodes) != len(self.spacing):
-            return self.spacing
-        by_world = {_WORLD_AXIS[c]: s for c, s in zip(self.axcodes, self.spacing, strict=True)}
+    def along(self, values: tuple[float, ...], axcodes: str) -> tuple[float, ...]:
+        """Per-array-axis ``values`` reordered to the axes of the image reoriented to ``axcodes``
+        (what ``Orientationd`` produces)."""
+        if self.axcodes is None or len(axcodes) != len(values):
+            return values
+        by_world = {_WORLD_AXIS[c]: v for c, v in zip(self.axcodes, values, strict=True)}
         return tuple(by_world[_WORLD_AXIS[c]] for c in axcodes.upper())
+
+    def spacing_in(self, axcodes: str) -> tuple[float, ...]:
+        """Voxel size along the axes of an image reoriented to ``axcodes``."""
+        return self.along(self.spacing, axcodes)
 
     @property
     def field_of_view(self) -> tuple[float, ...]:

@@ -85,14 +85,14 @@ def auto_spacing(geometries: Sequence[Geometry], orientation: str, size: list[in
         The spacing in mm per axis and a sentence saying how it was chosen.
     """
     spacing = np.array([g.spacing_in(orientation) for g in geometries])
-    fov = spacing * np.array([g.shape for g in geometries], dtype=float)
+    fov = np.array([g.along(g.field_of_view, orientation) for g in geometries])
     median_spacing = np.median(spacing, axis=0)
     median_fov = np.median(fov, axis=0)
     chosen = np.maximum(median_spacing, median_fov / np.asarray(size, dtype=float))
     text = (
         f"resampled to {[round(float(c), 3) for c in chosen]} mm (spacing auto: median of the cohort's "
         f"{len(geometries)} images {[round(float(m), 3) for m in median_spacing]} mm, coarsened where needed so "
-        f"the median field of view {[round(float(f), 1) for f in median_fov]} mm fits in {list(size)} voxels (headers only, no labels: "
-        "one cache serves every fold))"
+        f"the median field of view {[round(float(f), 1) for f in median_fov]} mm fits in {list(size)} voxels "
+        "(headers only, no labels: one cache serves every fold))"
     )
     return [round(float(c), 4) for c in chosen], text
