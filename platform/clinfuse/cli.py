@@ -71,6 +71,17 @@ def _pairs(items: list[str], option: str) -> dict[str, float]:
     return pairs
 
 
+def _range(text: str | None, option: str) -> tuple[float, float] | None:
+    """Parse a ``LO,HI`` option value."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ClinfuseError(f"{option} {text!r}: expected LO,HI in mm, e.g. {option} 0.7,2.1") from None
+    return low, high
+
+
 @cohort_app.command("check")
 def cohort_check(
     path: Path = typer.Argument(..., help="Cohort folder (holding cohort.yaml)."),
@@ -102,6 +113,9 @@ def cohort_synth(
         [],
         help="NAME=KIND extra modality of a registered kind, e.g. ecg=signal (repeatable; added after the defaults).",
     ),
+    voxel_spacing: str | None = typer.Option(
+        None, help="LO,HI: each 3D volume's spacing per axis drawn from this range in mm (lesion size in mm)."
+    ),
 ) -> None:
     """Write a synthetic cohort with known truth (truth.json)."""
     from clinfuse.cohort import synthesize_cohort
@@ -125,6 +139,7 @@ def cohort_synth(
         weights=_pairs(signal, "--signal") or None,
         n_genes=genes,
         modalities={**DEFAULT_MODALITIES, **extra},
+        voxel_spacing=_range(voxel_spacing, "--voxel-spacing"),
     )
     typer.echo(f"wrote {folder}")
 

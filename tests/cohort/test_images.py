@@ -14,7 +14,7 @@ from nibabel.testing import data_path
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from clinfuse.cohort import check_cohort, image_transforms, load_cohort
+from clinfuse.cohort import ImagePipeline, check_cohort, image_transforms, load_cohort
 
 
 def _cohort(root: Path, files: list[Path], spatial_dims: int) -> Path:
@@ -42,9 +42,9 @@ def test_real_dicom_2d(tmp_path: Path) -> None:
     report = check_cohort(root)
     assert report.ok, report.problems
     assert report.summary["modalities"]["img"]["shapes"] == {"(128, 128)": 2, "(64, 64)": 1}
-    transform = image_transforms(2, [32, 48], augment=False)
+    transform = image_transforms(ImagePipeline(2, [32, 48]))
     for path in load_cohort(root).modalities["img"].paths:
-        image = transform({"image": str(path)})["image"]
+        image = transform({"channel_0": str(path)})["image"]
         assert image.shape == (1, 32, 48) and image.dtype == torch.float32
         assert abs(float(image.mean())) < 0.2 and torch.isfinite(image).all()
 
@@ -53,10 +53,10 @@ def test_real_nifti_3d(tmp_path: Path) -> None:
     files = [Path(data_path) / "anatomical.nii", Path(data_path) / "reoriented_anat_moved.nii"]
     root = _cohort(tmp_path / "c", files, spatial_dims=3)
     assert check_cohort(root).ok
-    for augment in (False, True):
-        transform = image_transforms(3, [16], augment=augment)
+    for fit in ("crop", "resize"):
+        transform = image_transforms(ImagePipeline(3, [16], fit=fit, spacing=[4.0, 4.0, 4.0]))
         for path in load_cohort(root).modalities["img"].paths:
-            assert transform({"image": str(path)})["image"].shape == (1, 16, 16, 16)
+            assert transform({"channel_0": str(path)})["image"].shape == (1, 16, 16, 16)
 
 
 def test_real_4d_nifti_rejected(tmp_path: Path) -> None:
@@ -70,8 +70,10 @@ def test_rgb_png_and_flat_nifti_to_one_channel(tmp_path: Path) -> None:
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(rgb)
     flat = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((10, 12, 1), dtype=np.float32), np.eye(4)), flat)
-    transform = image_transforms(2, [8, 8], augment=True)
+    transform = image_transforms(ImagePipeline(2, [8, 8]))
     for path in (rgb, flat):
-        assert transform({"image": str(path)})["image"].shape == (1, 8, 8)
+        assert transform({"channel_0": str(path)})["image"].shape == (1, 8, 8)
+    colour = image_transforms(ImagePipeline(2, [8, 8], colour="rgb"))({"channel_0": str(rgb)})["image"]
+    assert colour.shape == (3, 8, 8)
     with pytest.raises(ValueError, match="3D"):
-        image_transforms(3, [8, 8], augment=False)
+        image_transforms(ImagePipeline(3, [8, 8]))

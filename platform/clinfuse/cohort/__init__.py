@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clinfuse.cohort.check import CohortReport, check_cohort, cohort_summary
-from clinfuse.cohort.images import image_transforms
+from clinfuse.cohort.images import AugmentRecipe, ImagePipeline, augmentation, image_transforms
 from clinfuse.cohort.load import Cohort, Exclusion, ModalityData, load_cohort
 from clinfuse.cohort.preprocess import (
     feature_groups,
@@ -19,12 +19,15 @@ from clinfuse.cohort.splits import Splits, make_splits
 from clinfuse.cohort.synthetic import ensure_demo_cohort, synthesize_cohort
 
 __all__ = [
+    "AugmentRecipe",
     "Cohort",
     "CohortReport",
     "CohortSpec",
     "Exclusion",
+    "ImagePipeline",
     "ModalityData",
     "Splits",
+    "augmentation",
     "check_cohort",
     "cohort_summary",
     "ensure_demo_cohort",

@@ -26,11 +26,13 @@ class CohortReport:
         problems: one line per problem; empty when the cohort is valid.
         summary: patients, label balance, modality availability and overlap, missing values, images,
             exclusions (JSON-serialisable; no patient ids).
+        warnings: what a model can still use but a researcher should look at (each kind's ``warnings``).
     """
 
     path: Path
     problems: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -58,6 +60,7 @@ class CohortReport:
                 lines += get_kind(info["type"]).summary_lines(name, info)
             for exclusion in s["exclusions"]:
                 lines.append(f"  excluded: {exclusion['count']} ({exclusion['source']}: {exclusion['reason']})")
+        lines += [f"  warning: {w}" for w in self.warnings]
         if self.problems and problems:
             lines.append(f"{len(self.problems)} problem(s):")
             lines += [f"  {p}" for p in self.problems]
@@ -116,6 +119,11 @@ def check_cohort(path: str | Path, folds: int | None = None, test_fraction: floa
     if cohort is None:
         return report
     report.summary = cohort_summary(cohort)
+    report.warnings = [
+        f"{name}: {warning}"
+        for name, info in report.summary["modalities"].items()
+        for warning in info.get("warnings", [])
+    ]
     if folds is not None and not problems:
         fraction = _DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction
         try:

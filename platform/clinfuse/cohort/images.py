@@ -1,181 +1,201 @@
-"""Image files: MONAI loading transforms and a per-file inspection used by ``clinfuse cohort check``.
+"""MONAI image transforms: the deterministic preprocessing (cached once per run) and the one augmentation recipe.
 
-Supported: NIfTI (``.nii``, ``.nii.gz``), DICOM (a file, or a folder holding one series), PNG and JPEG.
-Loading goes through MONAI's ``LoadImaged`` (nibabel, pydicom and PIL readers); inspection reads headers
-with the format's own library and then the pixels, to find NaN voxels, corrupt files and wrong shapes.
+Preprocessing maps ``{"channel_0": path, "channel_1": path, ...}`` to ``{"image": float32 (channels, *size)}``:
+load (MONAI readers: nibabel, pydicom with rescale slope/intercept, PIL), reorient (``Orientationd``, 3D only),
+then either resample to a physical spacing and crop/pad to the size in voxels (``fit="crop"``: a millimetre is a
+millimetre in every image) or resize the whole image to the size (``fit="resize"``: right for photographs and
+radiographs without physical spacing). Further channels are resampled onto the first's grid and stacked.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from monai.transforms import (
     Compose,
+    ConcatItemsd,
+    CopyItemsd,
     EnsureTyped,
+    GaussianSmooth,
     Lambdad,
     LoadImaged,
     NormalizeIntensityd,
-    RandAffined,
-    RandFlipd,
+    Orientationd,
+    RandAffine,
+    RandFlip,
+    RandGaussianNoise,
+    RandScaleIntensity,
+    RandShiftIntensity,
+    ResampleToMatchd,
     Resized,
+    ResizeWithPadOrCropd,
+    ScaleIntensityRanged,
+    ScaleIntensityRangePercentilesd,
+    Spacingd,
 )
 
-_NIFTI = (".nii", ".nii.gz")
-_DICOM = (".dcm", ".dicom")
-_PICTURE = (".png", ".jpg", ".jpeg")
 
+@dataclass
+class ImagePipeline:
+    """What the deterministic preprocessing does (the resolved ``inputs.<modality>`` settings).
 
-def image_format(path: Path) -> str | None:
-    """``nifti``, ``dicom`` (file or series folder), ``picture`` (PNG/JPEG) or None when unsupported."""
-    name = path.name.lower()
-    if path.is_dir():
-        return "dicom"
-    if name.endswith(_NIFTI):
-        return "nifti"
-    if name.endswith(_DICOM):
-        return "dicom"
-    if name.endswith(_PICTURE):
-        return "picture"
-    return None
-
-
-def _to_spatial_dims(image: torch.Tensor, spatial_dims: int) -> torch.Tensor:
-    """Average colour channels to one and drop trailing singleton axes beyond ``spatial_dims``.
-
-    A 2D NIfTI is often stored as (H, W, 1) and a PNG may be RGB; models expect (1, *spatial).
+    Args:
+        spatial_dims: 2 or 3.
+        size: output spatial size in voxels.
+        channels: number of path columns stacked as channels.
+        colour: ``grey`` (colour pictures averaged to one channel) or ``rgb`` (three channels kept).
+        fit: ``crop`` (resample to ``spacing`` then crop/pad, field of view in mm kept) or ``resize``.
+        spacing: target voxel size in mm per axis (``fit="crop"`` only).
+        orientation: axis codes volumes are reoriented to (3D only), e.g. ``RAS``.
+        intensity: ``zscore``, ``none``, ``("ct_window", lo, hi)`` or ``("percentile", lo, hi)``.
     """
-    if image.shape[0] > 1:
+
+    spatial_dims: int
+    size: list[int]
+    channels: int = 1
+    colour: str = "grey"
+    fit: str = "resize"
+    spacing: list[float] | None = None
+    orientation: str = "RAS"
+    intensity: tuple[Any, ...] | str = "zscore"
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the model input."""
+        return 3 if self.colour == "rgb" else self.channels
+
+
+def channel_keys(n: int) -> list[str]:
+    """The dictionary keys of an image's channels (``channel_0`` ...)."""
+    return [f"channel_{k}" for k in range(n)]
+
+
+def _to_spatial_dims(image: torch.Tensor, spatial_dims: int, colour: str) -> torch.Tensor:
+    """Colour to grey (or exactly three channels for ``rgb``) and trailing singleton axes dropped.
+
+    A 2D NIfTI is often stored as (H, W, 1); a PNG may be grey, RGB or RGBA.
+    """
+    if colour == "rgb":
+        image = image[:3] if image.shape[0] >= 3 else image[:1].expand(3, *image.shape[1:])
+    elif image.shape[0] > 1:
         image = image.float().mean(dim=0, keepdim=True)
     while image.ndim > spatial_dims + 1 and image.shape[-1] == 1:
         image = image[..., 0]
     return image
 
 
-def image_transforms(spatial_dims: int, size: list[int], augment: bool) -> Compose:
-    """Load, normalise and resize one image given as ``{"image": path}``.
+def _anti_alias(image: torch.Tensor, target: list[float]) -> torch.Tensor:
+    """Gaussian smoothing before resampling to a coarser spacing, so each output voxel averages what it covers.
 
-    Args:
-        spatial_dims: 2 or 3.
-        size: output spatial size, e.g. ``[32, 32, 32]``; one value is repeated for every axis.
-        augment: add random flips and small affine transforms (training only).
+    Without it, a 0.7 mm scan resampled to 1.5 mm keeps its full per-voxel noise while a 1.5 mm scan of the same
+    tissue has averaged it: the model could tell scanners apart by their noise. sigma = (zoom - 1) / 2 voxels
+    per axis, as in ``skimage.transform.resize(anti_aliasing=True)``.
+    """
+    affine = np.asarray(image.affine)  # type: ignore[attr-defined]
+    d = image.ndim - 1
+    spacing = [float(np.linalg.norm(affine[:d, i])) for i in range(d)]
+    sigma = [max(0.0, (t / s - 1.0) / 2.0) for t, s in zip(target, spacing, strict=True)]
+    if max(sigma) <= 0:
+        return image
+    return GaussianSmooth(sigma=sigma)(image)
+
+
+def _intensity(intensity: tuple[Any, ...] | str) -> list[Any]:
+    if intensity == "none":
+        return []
+    if intensity == "zscore":
+        return [NormalizeIntensityd(keys="image", channel_wise=True)]
+    name, low, high = intensity
+    if name == "ct_window":
+        return [ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)]
+    return [
+        ScaleIntensityRangePercentilesd(
+            keys="image", lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True, channel_wise=True
+        )
+    ]
+
+
+def image_transforms(pipeline: ImagePipeline) -> Compose:
+    """The deterministic preprocessing of one image (see the module docstring).
 
     Returns:
-        A MONAI ``Compose`` mapping ``{"image": path}`` to ``{"image": float32 tensor (1, *size)}``.
+        A MONAI ``Compose`` mapping ``{"channel_k": path}`` to ``{"image": float32 tensor (in_channels, *size)}``.
+
+    Raises:
+        ValueError: ``size`` does not have ``spatial_dims`` values.
     """
-    spatial_size = list(size) * spatial_dims if len(size) == 1 else list(size)
-    if len(spatial_size) != spatial_dims:
-        raise ValueError(f"image size {size} has {len(size)} values but the images are {spatial_dims}D")
+    p = pipeline
+    size = list(p.size) * p.spatial_dims if len(p.size) == 1 else list(p.size)
+    if len(size) != p.spatial_dims:
+        raise ValueError(f"image size {p.size} has {len(p.size)} values but the images are {p.spatial_dims}D")
+    keys = channel_keys(p.channels)
     steps: list[Any] = [
-        LoadImaged(keys="image", ensure_channel_first=True, image_only=True),
-        Lambdad(keys="image", func=partial(_to_spatial_dims, spatial_dims=spatial_dims)),
-        NormalizeIntensityd(keys="image", channel_wise=True),
-        Resized(keys="image", spatial_size=spatial_size, mode="area"),
+        LoadImaged(keys=keys, ensure_channel_first=True, image_only=True),
+        Lambdad(keys=keys, func=partial(_to_spatial_dims, spatial_dims=p.spatial_dims, colour=p.colour)),
     ]
-    if augment:
-        steps += [RandFlipd(keys="image", prob=0.5, spatial_axis=axis) for axis in range(spatial_dims)]
-        steps.append(RandAffined(keys="image", prob=0.5, rotate_range=0.2, scale_range=0.1, padding_mode="border"))
+    if p.spatial_dims == 3:
+        steps.append(Orientationd(keys=keys, axcodes=p.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))))
+    if p.fit == "crop":
+        assert p.spacing is not None
+        steps.append(Lambdad(keys=keys, func=partial(_anti_alias, target=list(p.spacing))))
+        steps.append(Spacingd(keys=keys[0], pixdim=p.spacing, mode="bilinear", padding_mode="zeros"))
+    if len(keys) > 1:
+        steps.append(ResampleToMatchd(keys=keys[1:], key_dst=keys[0], mode="bilinear", padding_mode="zeros"))
+    steps.append(ConcatItemsd(keys=keys, name="image") if len(keys) > 1 else CopyItemsd(keys=keys[0], names="image"))
+    steps += _intensity(p.intensity)
+    if p.fit == "crop":
+        # Padding after intensity scaling: the border is the mean (z-score) or the window's floor (CT).
+        steps.append(ResizeWithPadOrCropd(keys="image", spatial_size=size))
+    else:
+        steps.append(Resized(keys="image", spatial_size=size, mode="area"))
     steps.append(EnsureTyped(keys="image", dtype=torch.float32, track_meta=False))
     return Compose(steps)
 
 
-def _check_pixels(data: np.ndarray, name: str) -> list[str]:
-    if np.issubdtype(data.dtype, np.floating):
-        n_nan = int(np.isnan(data).sum())
-        if n_nan:
-            return [f"{name}: {n_nan} NaN voxels; replace them (e.g. with 0) or re-export the image"]
-        if not np.isfinite(data).all():
-            return [f"{name}: infinite voxel values; clip or re-export the image"]
-    return []
-
-
-def _spatial_shape(shape: tuple[int, ...], spatial_dims: int, name: str) -> tuple[tuple[int, ...], list[str]]:
-    """Drop trailing singleton axes and check the dimensionality against the cohort's ``spatial_dims``."""
-    dims = list(shape)
-    while len(dims) > spatial_dims and dims[-1] == 1:
-        dims.pop()
-    if len(dims) == spatial_dims:
-        return tuple(dims), []
-    if len(dims) == 4 and spatial_dims == 3:
-        return tuple(dims), [f"{name}: 4D volume {tuple(dims)} where 3D is expected; keep one volume per file"]
-    return tuple(dims), [
-        f"{name}: {len(dims)}D image {tuple(dims)} but the modality declares spatial_dims: {spatial_dims}; "
-        "fix spatial_dims in cohort.yaml or convert the image"
-    ]
-
-
-def _inspect_nifti(path: Path, spatial_dims: int, name: str) -> tuple[dict[str, Any], list[str]]:
-    import nibabel as nib
-
-    image = nib.load(str(path))
-    shape, problems = _spatial_shape(tuple(int(s) for s in image.shape), spatial_dims, name)
-    info = {
-        "shape": shape,
-        "spacing": tuple(round(float(z), 3) for z in image.header.get_zooms()[: len(shape)]),
-    }
-    if not problems:
-        problems = _check_pixels(np.asanyarray(image.dataobj), name)
-    return info, problems
-
-
-def _inspect_picture(path: Path, spatial_dims: int, name: str) -> tuple[dict[str, Any], list[str]]:
-    from PIL import Image
-
-    with Image.open(path) as picture:
-        picture.verify()
-    with Image.open(path) as picture:
-        picture.load()
-        shape = (picture.height, picture.width)
-    if spatial_dims != 2:
-        return {"shape": shape}, [
-            f"{name}: 2D picture but the modality declares spatial_dims: 3; use NIfTI or a DICOM folder"
-        ]
-    return {"shape": shape, "spacing": (1.0, 1.0)}, []
-
-
-def _inspect_dicom(path: Path, spatial_dims: int, name: str) -> tuple[dict[str, Any], list[str]]:
-    import pydicom
-
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
-    if not files:
-        return {}, [f"{name}: empty DICOM folder; put the series' .dcm files in it"]
-    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
-    series = {str(h.get("SeriesInstanceUID", "")) for h in headers}
-    if len(series) > 1:
-        return {}, [f"{name}: DICOM folder mixes {len(series)} series; keep one series per folder"]
-    rows, cols = int(headers[0].Rows), int(headers[0].Columns)
-    if any((int(h.Rows), int(h.Columns)) != (rows, cols) for h in headers):
-        return {}, [f"{name}: DICOM slices have different sizes; keep one series per folder"]
-    frames = sum(int(h.get("NumberOfFrames", 1) or 1) for h in headers)
-    shape = (rows, cols) if frames == 1 else (rows, cols, frames)
-    shape, problems = _spatial_shape(shape, spatial_dims, name)
-    spacing = tuple(float(s) for s in headers[0].get("PixelSpacing", [1.0, 1.0]))
-    if problems:
-        return {"shape": shape}, problems
-    for file in files:
-        pydicom.dcmread(file).pixel_array  # noqa: B018 - decoding the pixels is the corruption check
-    return {"shape": shape, "spacing": spacing}, []
-
-
-def inspect_image(path: Path, spatial_dims: int, name: str) -> tuple[dict[str, Any], list[str]]:
-    """Open one image fully: header (shape, spacing) and pixels (corruption, NaN).
+@dataclass
+class AugmentRecipe:
+    """The one image augmentation recipe (random, applied to cached preprocessed tensors in training only).
 
     Args:
-        path: absolute image file or DICOM folder.
-        spatial_dims: the dimensionality the cohort declares.
-        name: how messages refer to the image (index file, row and path).
-
-    Returns:
-        ``{"shape": ..., "spacing": ...}`` and the problems found (empty when the image is usable).
+        flip_axes: spatial axes flipped with probability ``prob`` each (after ``RAS`` orientation: 0 = left-right,
+            1 = posterior-anterior, 2 = inferior-superior).
+        rotate: rotation range in radians (+/-) about every axis.
+        scale: zoom range as a fraction (+/-).
+        shift: intensity offset range (+/-, in normalised units).
+        intensity_scale: intensity factor range (+/-, a fraction).
+        noise: standard deviation of additive Gaussian noise (normalised units).
+        prob: probability of each random step.
     """
-    kind = image_format(path)
-    if kind is None:
-        return {}, [f"{name}: unsupported image format; use NIfTI, DICOM, PNG or JPEG"]
-    inspect = {"nifti": _inspect_nifti, "dicom": _inspect_dicom, "picture": _inspect_picture}[kind]
-    try:
-        return inspect(path, spatial_dims, name)
-    except Exception as exc:  # every reader raises its own types for corrupt files
-        return {}, [f"{name}: cannot be read as {kind} ({type(exc).__name__}); the file may be corrupt, re-export it"]
+
+    flip_axes: tuple[int, ...] = (0,)
+    rotate: float = 0.15
+    scale: float = 0.1
+    shift: float = 0.0
+    intensity_scale: float = 0.0
+    noise: float = 0.0
+    prob: float = 0.5
+
+
+def augmentation(spatial_dims: int, recipe: AugmentRecipe) -> Compose:
+    """The random transforms of ``recipe`` for tensors ``(channels, *spatial)``; seed with ``set_random_state``."""
+    steps: list[Any] = [RandFlip(prob=recipe.prob, spatial_axis=axis) for axis in recipe.flip_axes]
+    if recipe.rotate or recipe.scale:
+        steps.append(
+            RandAffine(
+                prob=recipe.prob,
+                rotate_range=[recipe.rotate] * (1 if spatial_dims == 2 else 3),
+                scale_range=[recipe.scale] * spatial_dims,
+                padding_mode="zeros",
+            )
+        )
+    if recipe.shift:
+        steps.append(RandShiftIntensity(offsets=recipe.shift, prob=recipe.prob))
+    if recipe.intensity_scale:
+        steps.append(RandScaleIntensity(factors=recipe.intensity_scale, prob=recipe.prob))
+    if recipe.noise:
+        steps.append(RandGaussianNoise(std=recipe.noise, prob=recipe.prob))
+    return Compose(steps)

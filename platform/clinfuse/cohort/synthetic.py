@@ -35,8 +35,11 @@ def _validate(
     uninformative: Sequence[str],
     missing_rate: Mapping[str, float],
     weights: Mapping[str, float] | None,
+    voxel_spacing: tuple[float, float] | None = None,
 ) -> None:
     problems = []
+    if voxel_spacing is not None and not 0 < voxel_spacing[0] <= voxel_spacing[1]:
+        problems.append(f"voxel spacing range {voxel_spacing}: need 0 < lo <= hi (mm)")
     if patients < 4:
         problems.append(f"patients = {patients}: need at least 4")
     if spatial_dims not in (2, 3):
@@ -84,6 +87,7 @@ def synthesize_cohort(
     n_genes: int = 200,
     name: str = "synthetic",
     modalities: Mapping[str, str] | None = None,
+    voxel_spacing: tuple[float, float] | None = None,
 ) -> Path:
     """Write a synthetic cohort folder with known truth (``truth.json``).
 
@@ -101,13 +105,15 @@ def synthesize_cohort(
         name: cohort name written into cohort.yaml.
         modalities: modality name -> registered kind, in cohort order (default imaging, clinical, genomic);
             e.g. add ``{"ecg": "signal"}`` for a fourth kind.
+        voxel_spacing: ``(lo, hi)`` mm: every 3D volume gets its own spacing per axis drawn from this range and a
+            grid covering ``size`` mm (default: 1 mm isotropic, ``size`` voxels); lesion sizes are in mm.
 
     Returns:
         The cohort folder.
     """
     modalities = dict(modalities or DEFAULT_MODALITIES)
     missing_rate = dict(missing_rate or {})
-    _validate(patients, spatial_dims, size, modalities, uninformative, missing_rate, weights)
+    _validate(patients, spatial_dims, size, modalities, uninformative, missing_rate, weights, voxel_spacing)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -124,7 +130,7 @@ def synthesize_cohort(
 
     # Kinds generate in a fixed order (not cohort order) so adding a modality never changes the others' draws.
     order = sorted(range(len(names)), key=lambda k: (get_kind(modalities[names[k]]).synthesis_order, k))
-    options = {"spatial_dims": spatial_dims, "size": size, "n_genes": n_genes}
+    options = {"spatial_dims": spatial_dims, "size": size, "n_genes": n_genes, "voxel_spacing": voxel_spacing}
     results, seen = {}, dict.fromkeys(modalities.values(), 0)
     for k in order:
         m = names[k]

@@ -1,13 +1,16 @@
 """The ``image`` kind: 2D pictures and slices, 3D volumes (NIfTI, DICOM file or series folder, PNG, JPEG).
 
-An index table maps each patient to one file or DICOM folder. Volumes are loaded, normalised and resized once
-per run through MONAI transforms and cached (memory or disk); they need no fold-fitted preprocessing. The
+An index table maps each patient to one file or DICOM folder per channel. Images are loaded, reoriented,
+resampled to one physical spacing and cropped/padded (or resized whole), normalised and cached once per run
+through MONAI transforms (memory or disk); they need no fold-fitted preprocessing. Augmentation is applied to
+the cached tensors of training patients. The
 default encoder is a MONAI ResNet; explanations are occlusion saliency maps drawn over the image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,13 +19,14 @@ import numpy as np
 import pandas as pd
 import torch
 from monai.data import CacheDataset, Dataset, PersistentDataset
-from monai.transforms import Compose, RandAffine, RandFlip
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from clinfuse.cohort.images import image_format, image_transforms, inspect_image
+from clinfuse.cohort.image_files import image_format, inspect_image, read_geometry
+from clinfuse.cohort.images import AugmentRecipe, ImagePipeline, augmentation, channel_keys, image_transforms
 from clinfuse.cohort.load import CohortReader, ModalityData
 from clinfuse.config import EncoderConfig
-from clinfuse.errors import RunError
+from clinfuse.errors import ConfigError, RunError
 from clinfuse.explain.saliency import image_saliency, save_overlay
 from clinfuse.kinds.base import (
     ExplainContext,
@@ -35,23 +39,125 @@ from clinfuse.kinds.base import (
     RunCache,
     SynthResult,
 )
+from clinfuse.kinds.image_geometry import auto_spacing, geometry_summary, overlap_problem
 from clinfuse.kinds.registry import register_kind
 
 
 class ImageEntry(ModalityEntry):
-    """An imaging modality: an index table mapping each patient to one image file or DICOM folder.
+    """An imaging modality: an index table mapping each patient to one image file or DICOM folder per channel.
 
     Args:
         type: ``image``.
-        index: CSV or Parquet with the id column and ``path_column``.
-        path_column: column holding paths relative to the cohort folder.
+        index: CSV or Parquet with the id column and the path column(s).
+        path_column: column holding paths relative to the cohort folder (one channel).
+        path_columns: several columns stacked as channels (e.g. ``[t1, t2, flair]``), each resampled onto the
+            first's grid; replaces ``path_column``.
         spatial_dims: 2 (PNG/JPEG/2D DICOM/2D NIfTI) or 3 (NIfTI volume, DICOM series folder).
+        channels: ``grey`` (colour pictures averaged to one channel) or ``rgb`` (three channels kept).
     """
 
     type: Literal["image"]
     index: str
     path_column: str = "path"
+    path_columns: list[str] | None = Field(None, min_length=1)
     spatial_dims: Literal[2, 3]
+    channels: Literal["grey", "rgb"] = "grey"
+
+    @property
+    def columns(self) -> list[str]:
+        """The path columns, one per channel."""
+        return list(self.path_columns or [self.path_column])
+
+
+class IntensityRange(BaseModel):
+    """``{ct_window: [lo, hi]}`` (HU, clipped then scaled to 0..1) or ``{percentile: [0.5, 99.5]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ct_window: tuple[float, float] | None = None
+    percentile: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> IntensityRange:
+        if (self.ct_window is None) == (self.percentile is None):
+            raise ValueError("give exactly one of ct_window: [lo, hi] or percentile: [lo, hi]")
+        low, high = self.ct_window or self.percentile or (0.0, 1.0)
+        if low >= high or (self.percentile is not None and not 0 <= low < high <= 100):
+            raise ValueError("the range needs lo < hi (percentiles within 0..100)")
+        return self
+
+
+class AugmentSettings(BaseModel):
+    """``inputs.<modality>.augment``: the augmentation recipe, used when ``training.augment`` is true.
+
+    Args:
+        flip_axes: spatial axes flipped at random (after ``RAS`` orientation 0 = left-right, 1 = posterior-anterior,
+            2 = inferior-superior).
+        rotate: rotation range in radians (+/-).
+        scale: zoom range, a fraction (+/-).
+        shift: intensity offset range (+/-, normalised units).
+        intensity_scale: intensity factor range (+/-, a fraction).
+        noise: standard deviation of Gaussian noise (normalised units).
+        prob: probability of each random step.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    flip_axes: list[int] = Field(default_factory=lambda: [0])
+    rotate: float = Field(0.15, ge=0)
+    scale: float = Field(0.1, ge=0, lt=1)
+    shift: float = Field(0.0, ge=0)
+    intensity_scale: float = Field(0.0, ge=0, lt=1)
+    noise: float = Field(0.0, ge=0)
+    prob: float = Field(0.5, ge=0, le=1)
+
+
+class ImageSettings(KindSettings):
+    """``inputs.<modality>`` of an image modality in the experiment config.
+
+    Args:
+        fit: ``crop`` (resample to ``spacing``, then crop/pad to ``training.image_size`` voxels: the field of view
+            in mm is kept), ``resize`` (the whole image resized to ``image_size``), or ``auto`` = ``crop`` for 3D
+            volumes and ``resize`` for 2D pictures.
+        spacing: target voxel size in mm per axis, or ``auto`` = the median spacing of the cohort's images,
+            coarsened where needed so the median field of view fits in ``image_size`` voxels.
+        orientation: axis codes 3D volumes are reoriented to (``RAS``, ``LPS``...).
+        intensity: ``zscore`` (per image), ``none``, ``{ct_window: [lo, hi]}`` or ``{percentile: [lo, hi]}``.
+        augment: the augmentation recipe (see :class:`AugmentSettings`).
+    """
+
+    fit: Literal["auto", "crop", "resize"] = "auto"
+    spacing: list[float] | Literal["auto"] = "auto"
+    orientation: str = "RAS"
+    intensity: Literal["zscore", "none"] | IntensityRange = "zscore"
+    augment: AugmentSettings = Field(default_factory=AugmentSettings)
+
+    @field_validator("orientation")
+    @classmethod
+    def _axcodes(cls, value: str) -> str:
+        value = value.upper()
+        if len(value) != 3 or sorted(_AXIS_OF[c] for c in value if c in _AXIS_OF) != [0, 1, 2]:
+            raise ValueError("orientation must be three axis codes, one of L/R, P/A, I/S each (e.g. RAS)")
+        return value
+
+    @field_validator("spacing")
+    @classmethod
+    def _positive(cls, value: list[float] | str) -> list[float] | str:
+        if value != "auto" and (not 1 <= len(value) <= 3 or min(value) <= 0):
+            raise ValueError("spacing must be auto or 1 to 3 positive sizes in mm, e.g. [1.0, 1.0, 1.0]")
+        return value
+
+    def resolved_intensity(self) -> tuple[Any, ...] | str:
+        """The intensity step as :class:`ImagePipeline` takes it."""
+        if isinstance(self.intensity, str):
+            return self.intensity
+        if self.intensity.ct_window is not None:
+            return ("ct_window", *self.intensity.ct_window)
+        assert self.intensity.percentile is not None
+        return ("percentile", *self.intensity.percentile)
+
+
+_AXIS_OF = {"L": 0, "R": 0, "P": 1, "A": 1, "I": 2, "S": 2}
 
 
 def image_size_for(config_size: list[int], spatial_dims: int) -> list[int]:
@@ -63,31 +169,44 @@ def image_size_for(config_size: list[int], spatial_dims: int) -> list[int]:
     return list(config_size[:spatial_dims])
 
 
+def _counts(counts: dict[str, int], shown: int = 5) -> str:
+    """The most common values with their counts, and how many distinct values there are beyond them."""
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    text = ", ".join(f"{k} x{v}" for k, v in ranked[:shown])
+    return text + (f" ... ({len(ranked)} distinct)" if len(ranked) > shown else "")
+
+
+def _items(paths: list[str]) -> dict[str, str]:
+    return dict(zip(channel_keys(len(paths)), paths, strict=True))
+
+
 class ImageStore:
-    """The resized, normalised volumes of one image modality, loaded once per run.
+    """The preprocessed images of one image modality, computed once per run.
 
     Args:
         modality: the cohort's image modality.
-        size: spatial size every volume is resized to.
+        pipeline: the deterministic preprocessing.
         cache: ``memory`` (CacheDataset), ``disk`` (PersistentDataset under ``cache_dir``) or ``none``.
         cache_dir: folder for the disk cache.
         num_workers: workers used to fill the memory cache.
+        note: what the run records about the choices made (spacing chosen...).
     """
 
     def __init__(
         self,
         modality: ModalityData,
-        size: list[int],
+        pipeline: ImagePipeline,
         cache: str = "memory",
         cache_dir: Path | None = None,
         num_workers: int = 0,
+        note: str = "",
     ) -> None:
-        self.size = list(size)
-        self.spatial_dims = int(modality.spatial_dims or len(size))
+        self.pipeline, self.note = pipeline, note
+        self.size = list(pipeline.size)
+        self.spatial_dims = pipeline.spatial_dims
         self._positions = {i: k for k, i in enumerate(np.flatnonzero(modality.present))}
-        assert modality.paths is not None
-        items = [{"image": str(modality.paths[i])} for i in self._positions]
-        transform = image_transforms(self.spatial_dims, self.size, augment=False)
+        items = [_items(channel_paths(modality, i)) for i in self._positions]
+        transform = image_transforms(pipeline)
         if cache == "memory":
             self._data: Any = CacheDataset(
                 items, transform, cache_rate=1.0, num_workers=num_workers or None, progress=False
@@ -100,54 +219,75 @@ class ImageStore:
             self._data = Dataset(items, transform)
 
     def get(self, patient: int) -> torch.Tensor:
-        """Volume ``(1, *size)`` of one patient (cohort index); zeros when the modality is absent."""
+        """Image ``(channels, *size)`` of one patient (cohort index); zeros when the modality is absent."""
+        shape = (self.pipeline.in_channels, *self.size)
         position = self._positions.get(patient)
         if position is None:
-            return torch.zeros((1, *self.size), dtype=torch.float32)
+            return torch.zeros(shape, dtype=torch.float32)
         image = self._data[position]["image"]
-        return torch.as_tensor(np.asarray(image), dtype=torch.float32).reshape(1, *self.size)
+        return torch.as_tensor(np.asarray(image), dtype=torch.float32).reshape(shape)
 
 
-def _augmentation(spatial_dims: int) -> Compose:
-    return Compose(
-        [
-            RandFlip(prob=0.5, spatial_axis=0),
-            RandAffine(
-                prob=0.3,
-                rotate_range=[0.15] * (1 if spatial_dims == 2 else 3),
-                scale_range=[0.1] * spatial_dims,
-                padding_mode="zeros",
-            ),
-        ]
-    )
+def channel_paths(data: ModalityData, patient: int) -> list[str]:
+    """The file of each channel of one present patient, first channel first."""
+    more = data.meta.get("channel_paths")
+    if more is not None and more[patient] is not None:
+        return [str(p) for p in more[patient]]
+    assert data.paths is not None
+    return [str(data.paths[patient])]
+
+
+class ImageAugmenter:
+    """``patient -> augmented cached image``; MONAI's ``set_rnd`` reseeds it in each DataLoader worker."""
+
+    def __init__(self, fitted: ImageFitted, recipe: AugmentRecipe, seed: int) -> None:
+        self.fitted = fitted
+        self.transform = augmentation(fitted.spatial_dims, recipe)
+        self.set_random_state(seed)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> ImageAugmenter:
+        """Seed every random step (called by ``monai.data.utils.set_rnd``)."""
+        self.transform.set_random_state(seed=seed, state=state)
+        return self
+
+    def __call__(self, patient: int) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(self.transform(self.fitted.item(patient))), dtype=torch.float32)
 
 
 class ImageFitted(Fitted):
     """Images need no fold-fitted preprocessing: items come from the run's cache, new images through the same
     MONAI transforms."""
 
-    def __init__(self, spatial_dims: int, size: list[int], store: ImageStore | None = None) -> None:
-        self.spatial_dims, self.size, self.store = spatial_dims, list(size), store
-        self.input_shape = {"spatial_dims": spatial_dims, "in_channels": 1, "size": list(size)}
+    def __init__(
+        self, pipeline: ImagePipeline, store: ImageStore | None = None, recipe: AugmentRecipe | None = None
+    ) -> None:
+        self.pipeline, self.store, self.recipe = pipeline, store, recipe or AugmentRecipe()
+        self.spatial_dims, self.size = pipeline.spatial_dims, list(pipeline.size)
+        self.input_shape = {
+            "spatial_dims": self.spatial_dims,
+            "in_channels": pipeline.in_channels,
+            "size": list(self.size),
+        }
 
     def item(self, patient: int) -> torch.Tensor:
         assert self.store is not None
         return self.store.get(patient)
 
-    def transform(self, raw: list[str]) -> torch.Tensor:
-        steps = image_transforms(self.spatial_dims, self.size, augment=False)
-        volumes = [torch.as_tensor(np.asarray(steps({"image": str(path)})["image"])) for path in raw]
-        return torch.stack(volumes) if volumes else torch.zeros((0, 1, *self.size))
+    def transform(self, raw: list[list[str]]) -> torch.Tensor:
+        steps = image_transforms(self.pipeline)
+        volumes = [
+            torch.as_tensor(np.asarray(steps(_items([paths] if isinstance(paths, str) else list(paths)))["image"]))
+            for paths in raw
+        ]
+        return torch.stack(volumes) if volumes else torch.zeros((0, self.pipeline.in_channels, *self.size))
 
     def state(self) -> Any:
-        return {"spatial_dims": self.spatial_dims, "size": self.size}
+        return asdict(self.pipeline)
 
     def augmenter(self, seed: int, augment: bool) -> Callable[[int], torch.Tensor] | None:
         if not augment:
             return None
-        transform = _augmentation(self.spatial_dims)
-        transform.set_random_state(seed=seed)
-        return lambda patient: torch.as_tensor(np.asarray(transform(self.item(patient))), dtype=torch.float32)
+        return ImageAugmenter(self, self.recipe, seed)
 
 
 @register_kind
@@ -156,6 +296,7 @@ class ImageKind(ModalityKind):
 
     name = "image"
     entry_model = ImageEntry
+    settings_model = ImageSettings
     encoder_family = "spatial"
     default_encoder = "resnet10"
     synthesis_order = 30
@@ -168,72 +309,148 @@ class ImageKind(ModalityKind):
         frame, ids = reader.table(entry.index, f"modalities.{name}.index")
         if frame is None or ids is None:
             return None
-        if entry.path_column not in frame.columns:
+        columns = entry.columns
+        key = "path_columns" if entry.path_columns else "path_column"
+        missing_columns = [c for c in columns if c not in frame.columns]
+        if missing_columns:
             reader.problem(
-                f"{entry.index}: column '{entry.path_column}' named in cohort.yaml (modalities.{name}.path_column) "
-                "does not exist; fix the name or the table"
+                f"{entry.index}: column(s) {', '.join(repr(c) for c in missing_columns)} named in cohort.yaml "
+                f"(modalities.{name}.{key}) do not exist; fix the name or the table"
             )
             return None
-        paths: dict[str, Path] = {}
-        shapes: dict[str, int] = {}
-        spacings: dict[str, int] = {}
-        for row, (pid, relative) in enumerate(zip(ids, frame[entry.path_column], strict=True), start=1):
-            if not isinstance(pid, str) or not isinstance(relative, str):
+        paths: dict[str, list[Path]] = {}
+        shapes: dict[str, dict[str, int]] = {c: {} for c in columns}
+        geometries: list[Any] = []
+        for row, (pid, values) in enumerate(zip(ids, frame[columns].itertuples(index=False), strict=True), start=1):
+            values = list(values)
+            if not isinstance(pid, str) or not any(isinstance(v, str) for v in values):
                 continue
-            where = f"{entry.index} row {row} column '{entry.path_column}' ({relative})"
+            found = self._row(entry, reader, row, columns, values, verify)
+            if found is None:
+                continue
+            files, infos = found
+            if infos:
+                for column, info in zip(columns, infos, strict=True):
+                    shape = str(info.get("shape"))
+                    shapes[column][shape] = shapes[column].get(shape, 0) + 1
+                geometries.append(infos[0]["geometry"])
+            paths.setdefault(pid, files)
+        meta = {"channel_paths": {pid: files for pid, files in paths.items()}} if len(columns) > 1 else {}
+        details: dict[str, Any] = {
+            "missing": {c: int(frame[c].isna().sum()) for c in columns},
+            "channels": columns,
+            "shapes": shapes[columns[0]],
+        }
+        if len(columns) > 1:
+            details["channel_shapes"] = shapes
+        details |= geometry_summary(geometries)
+        return LoadedModality(
+            ids=set(paths),
+            listed=set(ids.dropna()),
+            paths={pid: files[0] for pid, files in paths.items()},
+            meta=meta,
+            info={"spatial_dims": entry.spatial_dims},
+            details=details,
+            files=sorted({f for files in paths.values() for f in files}),
+            tables=[entry.index],
+        )
+
+    def _row(
+        self, entry: Any, reader: CohortReader, row: int, columns: list[str], values: list[Any], verify: bool
+    ) -> tuple[list[Path], list[dict[str, Any]]] | None:
+        """The files of one index row (one per channel) and their inspection; None after recording a problem."""
+        files, infos = [], []
+        for column, relative in zip(columns, values, strict=True):
+            where = f"{entry.index} row {row} column '{column}' ({relative})"
+            if not isinstance(relative, str):
+                reader.problem(
+                    f"{entry.index} row {row} column '{column}': channel missing while other channels are given; "
+                    "every patient needs every channel (or none)"
+                )
+                return None
             path = reader.resolve(relative)
             if path is None:
                 reader.problem(
                     f"{where}: path resolves outside the cohort folder ('..' or a symlink); move the image in"
                 )
-                continue
+                return None
             if not path.exists():
                 reader.problem(f"{where}: image not found; fix the path or remove the row")
-                continue
+                return None
             if image_format(path) is None:
                 reader.problem(f"{where}: unsupported image format; use NIfTI, DICOM, PNG or JPEG")
-                continue
+                return None
             if verify:
                 info, found = inspect_image(path, entry.spatial_dims, where)
                 reader.problems += found
                 if found:
-                    continue
-                shape, spacing = str(info.get("shape")), str(info.get("spacing"))
-                shapes[shape] = shapes.get(shape, 0) + 1
-                spacings[spacing] = spacings.get(spacing, 0) + 1
-            paths.setdefault(pid, path)
-        return LoadedModality(
-            ids=set(paths),
-            listed=set(ids.dropna()),
-            paths=paths,
-            info={"spatial_dims": entry.spatial_dims},
-            details={
-                "missing": {entry.path_column: int(frame[entry.path_column].isna().sum())},
-                "shapes": shapes,
-                "spacings": spacings,
-            },
-            files=sorted(set(paths.values())),
-            tables=[entry.index],
-        )
+                    return None
+                infos.append(info)
+            files.append(path)
+        if verify and len(columns) > 1:
+            problem = overlap_problem(
+                [i["geometry"] for i in infos], columns, f"{entry.index} row {row} ({', '.join(map(str, values))})"
+            )
+            if problem:
+                reader.problem(problem)
+                return None
+        return files, infos
 
     def summarise(self, data: ModalityData, details: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "spatial_dims": data.spatial_dims,
-            "shapes": details.get("shapes", {}),
-            "spacings": details.get("spacings", {}),
-        }
+        keys = ("channels", "shapes", "channel_shapes", "spacing_mm", "fov_mm", "orientations", "warnings")
+        return {"spatial_dims": data.spatial_dims} | {k: details[k] for k in keys if k in details}
 
     def summary_lines(self, name: str, info: dict[str, Any]) -> list[str]:
         if not info.get("shapes"):
             return []
-        return [
-            f"  {name} shapes: " + ", ".join(f"{k} x{v}" for k, v in info["shapes"].items()),
-            f"  {name} spacings: " + ", ".join(f"{k} x{v}" for k, v in info.get("spacings", {}).items()),
-        ]
+        lines = [f"  {name} shapes: " + _counts(info["shapes"])]
+        for column, shapes in info.get("channel_shapes", {}).items():
+            lines.append(f"  {name} channel {column} grids: " + _counts(shapes))
+        for key, label in (("spacing_mm", "spacing (mm)"), ("fov_mm", "field of view (mm)")):
+            if key in info:
+                stats = info[key]
+                lines.append(f"  {name} {label}: median {stats['median']}, min {stats['min']}, max {stats['max']}")
+        if info.get("orientations"):
+            lines.append(f"  {name} orientations: " + ", ".join(f"{k} x{v}" for k, v in info["orientations"].items()))
+        return lines
+
+    def pipeline(
+        self, data: ModalityData, settings: ImageSettings, config_size: list[int]
+    ) -> tuple[ImagePipeline, str]:
+        """The deterministic preprocessing of a modality under ``settings`` and what the run should note."""
+        entry = data.entry
+        dims = int(entry.spatial_dims)
+        size = image_size_for(config_size, dims)
+        fit = settings.fit if settings.fit != "auto" else ("crop" if dims == 3 else "resize")
+        pipeline = ImagePipeline(
+            spatial_dims=dims,
+            size=size,
+            channels=len(entry.columns),
+            colour=entry.channels,
+            fit=fit,
+            orientation=settings.orientation,
+            intensity=settings.resolved_intensity(),
+        )
+        oriented = f" oriented {settings.orientation}," if dims == 3 else ""
+        if fit == "resize":
+            return pipeline, f"{data.name}:{oriented} whole images resized to {size} voxels (fit: resize)"
+        if settings.spacing == "auto":
+            present = np.flatnonzero(data.present)
+            geometries = [read_geometry(Path(channel_paths(data, int(i))[0]), dims) for i in present]
+            pipeline.spacing, how = auto_spacing(geometries, settings.orientation[:dims], size)
+        else:
+            pipeline.spacing = image_size_for([float(v) for v in settings.spacing], dims)
+            how = f"resampled to {pipeline.spacing} mm (configured)"
+        fov = [round(n * s, 1) for n, s in zip(size, pipeline.spacing, strict=True)]
+        return pipeline, f"{data.name}:{oriented} {how}; centre crop/pad to {size} voxels = {fov} mm"
 
     def prepare(self, data: ModalityData, settings: KindSettings, cache: RunCache) -> ImageStore:
-        size = image_size_for(cache.image_size, int(data.spatial_dims or 3))
-        return ImageStore(data, size, cache.mode, cache.folder, cache.num_workers)
+        assert isinstance(settings, ImageSettings)
+        pipeline, note = self.pipeline(data, settings, cache.image_size)
+        return ImageStore(data, pipeline, cache.mode, cache.folder, cache.num_workers, note)
+
+    def notes(self, data: ModalityData, prepared: Any) -> list[str]:
+        return [prepared.note] if prepared is not None and prepared.note else []
 
     def fit(
         self,
@@ -244,32 +461,48 @@ class ImageKind(ModalityKind):
         settings: KindSettings,
         root: Path,
     ) -> ImageFitted:
-        return ImageFitted(prepared.spatial_dims, prepared.size, prepared)
+        assert isinstance(settings, ImageSettings)
+        recipe = settings.augment
+        bad = [a for a in recipe.flip_axes if not 0 <= a < prepared.spatial_dims]
+        if bad:
+            raise ConfigError(
+                f"config key 'inputs.{data.name}.augment.flip_axes': axes {bad} do not exist in "
+                f"{prepared.spatial_dims}D images (use 0 to {prepared.spatial_dims - 1})"
+            )
+        augment = AugmentRecipe(**(recipe.model_dump() | {"flip_axes": tuple(recipe.flip_axes)}))
+        return ImageFitted(prepared.pipeline, prepared, augment)
 
     def describe(self, data: ModalityData, settings: KindSettings) -> dict[str, Any]:
-        return {"spatial_dims": int(data.spatial_dims or 3)}
+        entry = data.entry
+        return {"spatial_dims": int(data.spatial_dims or 3), "channels": entry.columns if entry.path_columns else []}
 
-    def raw(self, data: ModalityData, rows: np.ndarray) -> list[str]:
-        assert data.paths is not None
-        return [str(data.paths[i]) for i in rows]
+    def raw(self, data: ModalityData, rows: np.ndarray) -> list[list[str]]:
+        return [channel_paths(data, int(i)) for i in rows]
 
     def frame_columns(self, modality: str, description: dict[str, Any]) -> list[str]:
-        return [f"{modality}.path"]
+        channels = description.get("channels") or []
+        return [f"{modality}.{c}" for c in channels] if channels else [f"{modality}.path"]
 
     def to_frame(self, modality: str, data: ModalityData, rows: np.ndarray) -> dict[str, list[Any]]:
-        assert data.paths is not None
-        return {f"{modality}.path": [str(data.paths[i]) if data.present[i] else None for i in rows]}
+        columns = self.frame_columns(modality, self.describe(data, self.settings_model()))
+        values = [channel_paths(data, int(i)) if data.present[i] else [None] * len(columns) for i in rows]
+        return {column: [v[k] for v in values] for k, column in enumerate(columns)}
 
     def from_frame(self, modality: str, description: dict[str, Any], frame: pd.DataFrame) -> tuple[Any, np.ndarray]:
-        column = f"{modality}.path"
-        if column not in frame.columns:
-            raise RunError(f"input frame: missing column '{column}' (image path of modality '{modality}')")
-        values = frame[column]
-        present = ~(values.isna() | values.astype(str).str.strip().isin(["", "nan", "None"])).to_numpy()
-        return [str(v) for v in values[present]], present
+        columns = self.frame_columns(modality, description)
+        for column in columns:
+            if column not in frame.columns:
+                raise RunError(f"input frame: missing column '{column}' (image path of modality '{modality}')")
+        given = [~(frame[c].isna() | frame[c].astype(str).str.strip().isin(["", "nan", "None"])) for c in columns]
+        present = np.logical_and.reduce([g.to_numpy() for g in given])
+        rows = frame.loc[present, columns]
+        return [[str(v) for v in row] for row in rows.itertuples(index=False)], present
 
     def restore(self, description: dict[str, Any], state: Any) -> ImageFitted:
-        return ImageFitted(int(state["spatial_dims"]), list(state["size"]))
+        pipeline = dict(state)
+        if isinstance(pipeline.get("intensity"), list):
+            pipeline["intensity"] = tuple(pipeline["intensity"])
+        return ImageFitted(ImagePipeline(**pipeline))
 
     def compatibility(
         self, modality: str, description: dict[str, Any], states: list[Any], data: ModalityData, *, max_missing: float
@@ -323,10 +556,15 @@ class ImageKind(ModalityKind):
         rng: np.random.Generator,
         options: dict[str, Any],
     ) -> SynthResult:
-        """Noisy backgrounds with one bright ball whose radius and contrast grow with the latent."""
+        """Noisy backgrounds with one bright ball whose radius (in mm) and contrast grow with the latent.
+
+        Options: ``spatial_dims``, ``size`` (side in voxels at 1 mm, i.e. the field of view in mm) and
+        ``voxel_spacing`` ``(lo, hi)``: 3D volumes then get their own anisotropic spacing, drawn per axis from
+        that range, and a grid of ``size / spacing`` voxels, so the lesion's physical size carries the signal.
+        """
         spatial_dims, size = int(options.get("spatial_dims", 3)), int(options.get("size", 24))
+        spacing_range = options.get("voxel_spacing")
         keep = np.flatnonzero(present)
-        grid = np.stack(np.meshgrid(*[np.arange(size, dtype=np.float32)] * spatial_dims, indexing="ij"))
         # The first image modality writes images/ and images.csv; a second one gets its own names.
         first = int(options.get("ordinal", 0)) == 0
         prefix = "images" if first else f"images_{name}"
@@ -334,17 +572,23 @@ class ImageKind(ModalityKind):
         paths = []
         for i in keep:
             f = latent[i]
-            radius = size * (0.17 + 0.08 * np.tanh(f))
+            spacing = np.ones(spatial_dims)
+            if spacing_range is not None and spatial_dims == 3:
+                spacing = rng.uniform(spacing_range[0], spacing_range[1], size=spatial_dims)
+            shape = np.maximum(np.round(size / spacing).astype(int), 4)
+            radius = size * (0.17 + 0.08 * np.tanh(f))  # mm
             contrast = 1.0 + 0.5 * np.tanh(f)
             margin = radius + 1
-            centre = rng.uniform(margin, size - 1 - margin, size=spatial_dims).astype(np.float32)
-            distance = np.sqrt(((grid - centre.reshape(-1, *[1] * spatial_dims)) ** 2).sum(axis=0))
-            ball = np.clip(radius + 0.5 - distance, 0.0, 1.0)  # soft edge: partial-volume like a real scan
-            image = (0.2 + 0.25 * rng.standard_normal(grid.shape[1:]) + contrast * ball).astype(np.float32)
+            centre = rng.uniform(margin, size - 1 - margin, size=spatial_dims)
+            grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing, strict=True)], indexing="ij")
+            distance = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)))
+            # Soft edge one voxel wide: partial volume like a real scan.
+            ball = np.clip((radius - distance) / spacing.mean() + 0.5, 0.0, 1.0)
+            image = (0.2 + 0.25 * rng.standard_normal(tuple(shape)) + contrast * ball).astype(np.float32)
             # Files are numbered, not named after patients, so paths printed in messages carry no patient id.
             if spatial_dims == 3:
                 relative = f"{prefix}/img{i + 1:04d}.nii.gz"
-                nib.save(nib.Nifti1Image(image, np.eye(4)), out / relative)
+                nib.save(nib.Nifti1Image(image, np.diag([*spacing, 1.0])), out / relative)
             else:
                 relative = f"{prefix}/img{i + 1:04d}.png"
                 Image.fromarray(np.clip((image + 0.5) / 2.5 * 255, 0, 255).astype(np.uint8)).save(out / relative)
@@ -352,4 +596,4 @@ class ImageKind(ModalityKind):
         index = f"{prefix}.csv"
         pd.DataFrame({"patient_id": [ids[i] for i in keep], "path": paths}).to_csv(out / index, index=False)
         entry = {"type": "image", "index": index, "path_column": "path", "spatial_dims": spatial_dims}
-        return SynthResult(entry, ["lesion radius", "lesion contrast"])
+        return SynthResult(entry, ["lesion radius (mm)", "lesion contrast"])

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.data.utils import set_rnd
 from pydantic import ValidationError
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, get_worker_info
 from torch.utils.data import Dataset as TorchDataset
 
 from clinfuse.cohort import Cohort
@@ -148,6 +149,8 @@ class PatientDataset(TorchDataset):
             random_item = inputs.fitted[m].augmenter(seed + k, augment) if train else None
             if random_item is not None:
                 self._random[m] = random_item
+        # A list MONAI's set_rnd walks: each DataLoader worker reseeds these (see _seed_worker).
+        self.random_items = list(self._random.values())
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -166,6 +169,13 @@ class PatientDataset(TorchDataset):
         return item
 
 
+def _seed_worker(worker_id: int) -> None:
+    """Give each DataLoader worker its own seeded random draws (the seed derives from the loader's generator)."""
+    info = get_worker_info()
+    if info is not None:
+        set_rnd(getattr(info.dataset, "random_items", []), seed=info.seed)
+
+
 def make_loader(
     dataset: PatientDataset,
     batch_size: int,
@@ -174,7 +184,7 @@ def make_loader(
     num_workers: int = 0,
     pin: bool = False,
 ) -> DataLoader:
-    """A seeded DataLoader (shuffling is reproducible from ``seed``)."""
+    """A seeded DataLoader: shuffling and every worker's random draws are reproducible from ``seed``."""
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
@@ -185,4 +195,5 @@ def make_loader(
         num_workers=num_workers,
         pin_memory=pin,
         persistent_workers=num_workers > 0,
+        worker_init_fn=_seed_worker if num_workers > 0 else None,
     )
