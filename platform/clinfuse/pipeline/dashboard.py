@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from clinfuse import outputs
-from clinfuse.reports import plots
+from clinfuse.reports import plots, survival_figures
 from clinfuse.reports.run_folder import RunFolder, held_out_predictions, label_indices, load_run_folder
 from clinfuse.reports.section_contributions import cohort_contributions
 from clinfuse.tracking import log_figure, log_metrics_step, log_table, set_run_note
@@ -79,9 +79,17 @@ def run_figures(run: RunFolder) -> dict[str, Figure]:
     figures: dict[str, Figure] = {}
     predictions, _ = held_out_predictions(run)
     if predictions is not None and run.task == "survival" and {"risk", "event"} <= set(predictions.columns):
-        time = predictions["time"].to_numpy(float) if "time" in predictions.columns else None
+        risk = predictions["risk"].to_numpy(float)
         event = (label_indices(predictions["event"], run.classes) == 1).astype(int)
-        figures["survival_curves"] = plots.survival_curves(predictions["risk"].to_numpy(float), event, time)
+        figures["risk_by_outcome"] = plots.risk_by_outcome(risk, event)
+        if "time" in predictions.columns:
+            time = predictions["time"].to_numpy(float)
+            keep = np.isfinite(risk) & np.isfinite(time)
+            if keep.sum() >= 3:
+                groups = survival_figures.risk_groups(risk[keep], time[keep], event[keep])
+                figures["kaplan_meier"] = survival_figures.kaplan_meier_figure(
+                    risk[keep], time[keep], event[keep], groups
+                )
     elif predictions is not None and "label" in predictions.columns:
         y = label_indices(predictions["label"], run.classes)
         columns = [f"prob_{c}" for c in run.classes]
