@@ -402,6 +402,12 @@ def _pooled_features(items: torch.Tensor) -> tuple[np.ndarray, list[str]]:
     return matrix.numpy().astype(np.float64), names
 
 
+def blank(values: pd.Series) -> pd.Series:
+    """Cells of an input-frame column that hold no value: missing, empty or the text ``nan``/``None`` that a CSV
+    or JSON round trip leaves behind (bool, same index)."""
+    return values.isna() | values.astype(str).str.strip().isin(["", "nan", "None"])
+
+
 def default_patient_panel(
     modality: str, patient: str, features: pd.DataFrame | None, overlay: bytes | None
 ) -> list[str]:

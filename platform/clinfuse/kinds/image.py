@@ -38,6 +38,7 @@ from clinfuse.kinds.base import (
     ModalityKind,
     RunCache,
     SynthResult,
+    blank,
 )
 from clinfuse.kinds.image_geometry import auto_spacing, geometry_summary, overlap_problem
 from clinfuse.kinds.registry import register_kind
@@ -493,8 +494,7 @@ class ImageKind(ModalityKind):
         for column in columns:
             if column not in frame.columns:
                 raise RunError(f"input frame: missing column '{column}' (image path of modality '{modality}')")
-        given = [~(frame[c].isna() | frame[c].astype(str).str.strip().isin(["", "nan", "None"])) for c in columns]
-        present = np.logical_and.reduce([g.to_numpy() for g in given])
+        present = np.logical_and.reduce([~blank(frame[c]).to_numpy() for c in columns])
         rows = frame.loc[present, columns]
         return [[str(v) for v in row] for row in rows.itertuples(index=False)], present
 

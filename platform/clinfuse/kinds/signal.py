@@ -40,6 +40,7 @@ from clinfuse.kinds.base import (
     ModalityKind,
     RunCache,
     SynthResult,
+    blank,
 )
 from clinfuse.kinds.registry import register_kind
 
@@ -248,7 +249,7 @@ class SignalKind(ModalityKind):
         expected = len(entry.channels) if entry.channels else None
         paths: dict[str, Path] = {}
         rate_of: dict[str, float] = {}
-        shapes: dict[tuple[int, int], list[str]] = {}
+        by_channels: dict[int, list[str]] = {}  # channel count -> the recordings that have it
         durations: list[float] = []
         for row, (pid, relative) in enumerate(zip(ids, frame[entry.path_column], strict=True), start=1):
             rate = float(rates.iloc[row - 1]) if pd.notna(rates.iloc[row - 1]) else float("nan")
@@ -273,7 +274,7 @@ class SignalKind(ModalityKind):
                     reader.problems += found
                     continue
                 assert shape is not None
-                shapes.setdefault(shape, []).append(where)
+                by_channels.setdefault(shape[0], []).append(where)
                 duration = shape[1] / rate
                 durations.append(duration)
                 if entry.min_duration is not None and duration < entry.min_duration:
@@ -284,18 +285,16 @@ class SignalKind(ModalityKind):
                     continue
             paths.setdefault(pid, path)
             rate_of.setdefault(pid, rate)
-        if verify and expected is None and shapes:
-            counts = Counter(c for c, _ in shapes for _ in shapes[(c, _)])
-            common = counts.most_common(1)[0][0]
-            for (n_channels, _), wheres in shapes.items():
+        # Without named channels, the most common count is the cohort's (the first seen wins a tie).
+        common = max(by_channels, key=lambda c: len(by_channels[c])) if by_channels else None
+        if expected is None and common is not None:
+            for n_channels, wheres in by_channels.items():
                 if n_channels != common:
                     for where in wheres:
                         reader.problem(
                             f"{where}: {n_channels} channels where the other recordings have {common}; fix it"
                         )
-        n_channels = expected or (
-            Counter(c for (c, _), w in shapes.items() for _ in w).most_common(1)[0][0] if shapes else None
-        )
+        n_channels = expected or common
         channels = list(entry.channels) if entry.channels else [f"ch{k}" for k in range(n_channels or 0)]
         details: dict[str, Any] = {"missing": {entry.path_column: int(frame[entry.path_column].isna().sum())}}
         if durations:
@@ -410,7 +409,7 @@ class SignalKind(ModalityKind):
             raise RunError(f"input frame: missing columns {missing} of signal modality '{modality}'")
         paths = frame[f"{modality}.path"]
         rates = pd.to_numeric(frame[f"{modality}.sampling_rate"], errors="coerce")
-        present = ~(paths.isna() | paths.astype(str).str.strip().isin(["", "nan", "None"])).to_numpy()
+        present = ~blank(paths).to_numpy()
         if (present & ~(rates.to_numpy() > 0)).any():
             raise RunError(f"input frame: '{modality}.sampling_rate' must be a positive rate (Hz) for every recording")
         return [(str(p), float(r)) for p, r in zip(paths[present], rates[present], strict=True)], present

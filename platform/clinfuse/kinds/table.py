@@ -40,6 +40,7 @@ from clinfuse.kinds.base import (
     ModalityEntry,
     ModalityKind,
     SynthResult,
+    blank,
 )
 from clinfuse.kinds.registry import register_kind
 
@@ -266,12 +267,8 @@ class TableKind(ModalityKind):
         for column in description["numeric"]:
             table[column] = pd.to_numeric(table[column], errors="coerce").astype(np.float64)
         for column in description["categorical"]:
-            text = table[column].astype(object).where(table[column].notna(), None)
-            table[column] = pd.Series(
-                [None if v is None or str(v).strip() in ("", "nan", "None") else v for v in text],
-                index=table.index,
-                dtype=object,
-            )
+            values = table[column].astype(object)
+            table[column] = values.where(~blank(values), None)
         present = table.notna().any(axis=1).to_numpy()
         return table[present], present
 
