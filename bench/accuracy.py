@@ -97,17 +97,22 @@ def benchmark_accuracy(
     }
 
 
+def _benchmark_cohort(folder: Path, patients: int, size: int, seed: int) -> tuple[Path, dict[str, Any]]:
+    """One draw of the benchmark's synthetic cohort and its truth (the deep and classical runs share it)."""
+    root = synthesize_cohort(
+        folder / "cohort",
+        patients=patients,
+        spatial_dims=2,
+        size=size,
+        seed=seed,
+        missing_rate={"genomic": 0.2, "imaging": 0.1},
+    )
+    return root, json.loads((root / "truth.json").read_text())
+
+
 def _one_cohort(patients: int, size: int, epochs: int, folds: int, seed: int, encoder: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        root = synthesize_cohort(
-            Path(tmp) / "cohort",
-            patients=patients,
-            spatial_dims=2,
-            size=size,
-            seed=seed,
-            missing_rate={"genomic": 0.2, "imaging": 0.1},
-        )
-        truth = json.loads((root / "truth.json").read_text())
+        root, truth = _benchmark_cohort(Path(tmp), patients, size, seed)
         config = validate_config(_config(root, size, epochs, folds, encoder))
         config.seed = seed
         previous = Path.cwd()
@@ -149,15 +154,7 @@ def classical_only(patients: int = 1000, size: int = 16, folds: int = 3, seeds: 
     runs = []
     for seed in seeds if seeds is not None else [0, 1, 2]:
         with tempfile.TemporaryDirectory() as tmp:
-            root = synthesize_cohort(
-                Path(tmp) / "cohort",
-                patients=patients,
-                spatial_dims=2,
-                size=size,
-                seed=seed,
-                missing_rate={"genomic": 0.2, "imaging": 0.1},
-            )
-            truth = json.loads((root / "truth.json").read_text())
+            root, truth = _benchmark_cohort(Path(tmp), patients, size, seed)
             config = validate_config(_config(root, size, 1, folds, None))
             config.seed = seed
             cohort = load_cohort(root)
