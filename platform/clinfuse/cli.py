@@ -162,7 +162,7 @@ def _progress_printer() -> Any:
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("{task.fields[unit]} {task.completed:.0f}/{task.total:.0f}"),
         TextColumn("{task.fields[metric]}"),
         TimeElapsedColumn(),
         transient=False,
@@ -172,7 +172,7 @@ def _progress_printer() -> Any:
     def update(model: str, fold: int, epoch: int, metrics: dict[str, float], total: int) -> None:
         key = (model, fold)
         if key not in tasks:
-            tasks[key] = progress.add_task(f"{model} fold {fold}", total=total, metric="")
+            tasks[key] = progress.add_task(f"{model} fold {fold}", total=total, unit="epoch", metric="")
         shown = {k: v for k, v in metrics.items() if k in _LIVE_METRICS}
         text = "  ".join(f"{k}={v:.3f}" for k, v in shown.items())
         progress.update(tasks[key], completed=epoch, metric=text)
@@ -210,7 +210,7 @@ def _print_outcome(outcome: Any) -> None:
 def _run_and_report(config: Any, resume: str | None) -> Any:
     from contextlib import nullcontext
 
-    from clinfuse.logs import interactive
+    from clinfuse.logs import interactive, live_display
     from clinfuse.pipeline import run_experiment
     from clinfuse.tracking import install_sigterm_handler
 
@@ -222,7 +222,7 @@ def _run_and_report(config: Any, resume: str | None) -> Any:
         display, update = _progress_printer()
     on_epoch = None if update is None else (lambda m, f, e, x: update(m, f, e, x, epochs))
     try:
-        with display or nullcontext():
+        with display or nullcontext(), live_display(display) if display else nullcontext():
             outcome = run_experiment(config, resume=resume, progress=on_epoch)
     except KeyboardInterrupt:
         print(

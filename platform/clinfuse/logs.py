@@ -9,6 +9,8 @@
   changes (warning capture, logger handlers, levels) is restored on exit, so a notebook is left as it was.
 - :func:`stage` logs a stage's start and end with counts and its duration; :func:`stage_seconds` reads
   those durations back (the benchmark's per-stage timings).
+- :func:`steps` reports progress through a long step (e.g. filling an image cache): a bar in the live display
+  the CLI registers with :func:`live_display`, otherwise a plain line every few seconds.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,6 +42,9 @@ _KNOWN_NOTICES = re.compile(
 )
 # Records with this attribute set are per-epoch progress: on a terminal the live display already shows them.
 PROGRESS_FLAG = "clinfuse_progress"
+# Seconds between two plain progress lines of one step (a file should show progress, not one line per item).
+PROGRESS_EVERY_S = 5.0
+_LIVE: list[Any] = []  # the rich Progress of the CLI's live display while one is registered
 
 
 def _is_ours(record: logging.LogRecord) -> bool:
@@ -261,3 +267,62 @@ def stage_seconds() -> Iterator[dict[str, float]]:
     finally:
         LOGGER.removeHandler(handler)
         LOGGER.setLevel(saved_level)
+
+
+@contextmanager
+def live_display(progress: Any) -> Iterator[None]:
+    """Within the block, :func:`steps` draws its bars in ``progress`` (a ``rich.progress.Progress``)."""
+    _LIVE.append(progress)
+    try:
+        yield
+    finally:
+        _LIVE.remove(progress)
+
+
+@contextmanager
+def steps(
+    description: str, total: int, unit: str = "items", logger: logging.Logger = LOGGER
+) -> Iterator[Callable[[], None]]:
+    """Report progress through ``total`` units of work; yields ``advance()``, to call once per unit (thread-safe).
+
+    With a live display registered (:func:`live_display`) the step is a bar of that display; otherwise a
+    plain line ``description: done/total unit (pct), elapsed`` at most every :data:`PROGRESS_EVERY_S` seconds
+    and one at the end, so a redirected run shows where it is.
+    """
+    if _LIVE:
+        display = _LIVE[-1]
+        task = display.add_task(description, total=total, unit=unit, metric="")
+
+        def advance_bar() -> None:
+            display.advance(task)
+
+        yield advance_bar
+        return
+    lock = threading.Lock()
+    start = time.perf_counter()
+    state = {"done": 0, "shown": start}
+
+    def line() -> None:
+        done = state["done"]
+        logger.info(
+            "%s: %d/%d %s (%.0f%%), %s",
+            description,
+            done,
+            total,
+            unit,
+            100.0 * done / max(total, 1),
+            _duration(time.perf_counter() - start),
+            extra={PROGRESS_FLAG: True},
+        )
+
+    def advance_line() -> None:
+        with lock:
+            state["done"] += 1
+            now = time.perf_counter()
+            if now - state["shown"] >= PROGRESS_EVERY_S and state["done"] < total:
+                state["shown"] = now
+                line()
+
+    yield advance_line
+    if total:
+        line()

@@ -42,6 +42,7 @@ from clinfuse.kinds.base import (
 )
 from clinfuse.kinds.image_geometry import auto_spacing, geometry_summary, overlap_problem
 from clinfuse.kinds.registry import register_kind
+from clinfuse.logs import steps
 
 
 class ImageEntry(ModalityEntry):
@@ -209,13 +210,17 @@ class ImageStore:
         items = [_items(channel_paths(modality, i)) for i in self._positions]
         transform = image_transforms(pipeline)
         if cache == "memory":
-            self._data: Any = CacheDataset(
-                items, transform, cache_rate=1.0, num_workers=num_workers or None, progress=False
-            )
+            with steps(f"caching {modality.name}", len(items), "images") as advance:
+                self._data: Any = _ReportingCacheDataset(items, transform, advance, num_workers or None)
         elif cache == "disk":
             if cache_dir is None:
                 raise ValueError("cache='disk' needs a cache_dir")
             self._data = PersistentDataset(items, transform, cache_dir=cache_dir)
+            # Filled now rather than during the first epoch, so the cost shows (and is timed) as caching.
+            with steps(f"caching {modality.name} on disk", len(items), "images") as advance:
+                for position in range(len(items)):
+                    self._data[position]
+                    advance()
         else:
             self._data = Dataset(items, transform)
 
@@ -227,6 +232,21 @@ class ImageStore:
             return torch.zeros(shape, dtype=torch.float32)
         image = self._data[position]["image"]
         return torch.as_tensor(np.asarray(image), dtype=torch.float32).reshape(shape)
+
+
+class _ReportingCacheDataset(CacheDataset):
+    """MONAI's CacheDataset, filled at once, calling ``advance()`` as each item enters the cache (progress)."""
+
+    def __init__(
+        self, items: list[dict[str, str]], transform: Any, advance: Callable[[], None], num_workers: int | None
+    ) -> None:
+        self._advance = advance
+        super().__init__(items, transform, cache_rate=1.0, num_workers=num_workers, progress=False)
+
+    def _load_cache_item(self, idx: int) -> Any:
+        item = super()._load_cache_item(idx)
+        self._advance()
+        return item
 
 
 def channel_paths(data: ModalityData, patient: int) -> list[str]:

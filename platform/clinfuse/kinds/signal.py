@@ -43,6 +43,7 @@ from clinfuse.kinds.base import (
     blank,
 )
 from clinfuse.kinds.registry import register_kind
+from clinfuse.logs import steps
 
 _SUFFIXES = (".npy", ".csv")
 _SEGMENTS = 24  # time windows occluded for the saliency strip
@@ -341,9 +342,11 @@ class SignalKind(ModalityKind):
         target = (
             Counter(rates).most_common(1)[0][0] if settings.sampling_rate == "auto" else float(settings.sampling_rate)
         )
-        recordings = {
-            int(i): resample(read_recording(data.paths[i]), float(data.meta["rate"][i]), target) for i in present
-        }
+        recordings = {}
+        with steps(f"resampling {data.name}", len(present), "recordings") as advance:
+            for i in present:
+                recordings[int(i)] = resample(read_recording(data.paths[i]), float(data.meta["rate"][i]), target)
+                advance()
         lengths = np.array([r.shape[1] for r in recordings.values()])
         if settings.window == "auto":
             window = int(min(np.median(lengths), _MAX_AUTO_WINDOW_S * target))
