@@ -295,7 +295,7 @@ def predict(
     model: str = typer.Argument(..., help="Run id, runs:/<run id>/model or models:/NAME@ALIAS."),
     cohort: Path = typer.Argument(..., help="Cohort folder (cohort.yaml); its label table is optional."),
     out: Path | None = typer.Option(None, help="Per-patient CSV (default predictions_<cohort>.csv)."),
-    explain: bool = typer.Option(False, help="Add each patient's modality Shapley values."),
+    explain: bool = typer.Option(False, help="Add each patient's modality Shapley values and top features."),
     report: bool = typer.Option(False, help="Labelled cohort: write the external-validation report."),
     keep_ids: bool = typer.Option(False, help="Raw patient ids in the local CSV (never logged)."),
     max_missing: float = typer.Option(0.2, help="Share of a modality's features (genes) that may be imputed."),
@@ -317,6 +317,8 @@ def predict(
     for warning in outcome.warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"predictions: {outcome.out} ({len(outcome.frame)} patients; metadata {outcome.out}.json)")
+    if outcome.features is not None:
+        typer.echo(f"feature attributions: {outcome.features}")
     if outcome.external is not None:
         metrics = outcome.external["external"]
         internal = outcome.external["internal"]

@@ -145,6 +145,32 @@ def _edit(folder: Path, case: str) -> None:
     (folder / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
+def test_genes_missing_from_the_cohort_take_the_training_mean(trained: dict, tmp_path: Path) -> None:
+    from clinfuse.cohort import load_cohort
+    from clinfuse.pipeline.predict import cohort_frame, load_trained_run
+
+    folder = shutil.copytree(trained["cohort"], tmp_path / "c")
+    _edit(folder, "few_genes")
+    table = pd.read_csv(folder / "genomic.csv", dtype=str)
+    table.iloc[3:].to_csv(folder / "genomic.csv", index=False)  # three patients without genes
+    genes = list(pd.read_csv(trained["cohort"] / "genomic.csv").columns[1:3])
+    run = load_trained_run(trained["run_id"], trained["store"])
+    cohort = load_cohort(folder, require_labels=False)
+    frame = cohort_frame(run.spec, cohort)
+    present = cohort.modalities["genomic"].present
+    assert 0 < present.sum() < cohort.n
+    imputer = run.predictor.preprocessors["fold0"]["genomic"]["preprocessor"].named_steps["impute"]
+    for gene in genes:
+        mean = run.spec["training_cohort"]["numeric"][f"genomic.{gene}"][0]
+        values = pd.to_numeric(frame[f"genomic.{gene}"])
+        np.testing.assert_allclose(values[present], mean)
+        assert values[~present].isna().all()  # patients without genes stay without genes
+        # the mean of the training patients' values, not the fitted imputer's median
+        training = pd.read_csv(trained["cohort"] / "genomic.csv")[gene]
+        assert training.min() < mean < training.max()
+        assert abs(mean - imputer.statistics_[list(imputer.feature_names_in_).index(gene)]) > 1e-3
+
+
 @pytest.mark.parametrize(
     ("case", "code", "message"),
     [

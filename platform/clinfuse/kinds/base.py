@@ -128,7 +128,8 @@ class FoldView:
         fold: fold number.
         model: the trained ``MultimodalModel`` (eval mode, CPU).
         fitted: its fitted preprocessing by modality.
-        train: cohort indices of the fold's training patients.
+        train: cohort indices of the fold's training patients (empty when a logged model explains a new cohort:
+            its training rows are not kept, table kinds carry a background summary instead).
         embed: ``embed(indices) -> (embeddings, present, inputs)`` for those patients with this fold's model.
     """
 

@@ -30,6 +30,7 @@ from clinfuse.cohort.tables import rows_text, to_numeric
 from clinfuse.config import EncoderConfig
 from clinfuse.encoders import encoder_accepts
 from clinfuse.errors import ConfigError, RunError
+from clinfuse.explain.background import summarise_background
 from clinfuse.explain.features import gene_attributions, tabular_attributions
 from clinfuse.kinds.base import (
     ExplainContext,
@@ -87,6 +88,9 @@ class TableFitted(Fitted):
         names: output column names; ``groups``: the original variable of each.
         matrix: ``(n_patients, n_features)`` float32 (zeros for absent patients), or None for the logged model.
         gene_mask: optional ``(n_features, n_groups)`` pathway mask for the encoder.
+        background: ``(b, n_features)`` summary of the fold's training rows that feature explanations compare
+            patients with (:func:`~clinfuse.explain.background.summarise_background`: k-means centres of at
+            least 5 patients each, never a patient's row); it travels with the logged model.
     """
 
     def __init__(
@@ -96,8 +100,10 @@ class TableFitted(Fitted):
         groups: list[str],
         matrix: np.ndarray | None = None,
         gene_mask: np.ndarray | None = None,
+        background: np.ndarray | None = None,
     ) -> None:
         self.preprocessor, self.feature_names, self.groups, self.matrix = preprocessor, names, groups, matrix
+        self.background = background
         self.input_shape = {"in_features": len(names), "gene_mask": gene_mask}
 
     def item(self, patient: int) -> torch.Tensor:
@@ -113,6 +119,7 @@ class TableFitted(Fitted):
             "names": self.feature_names,
             "groups": self.groups,
             "gene_mask": self.input_shape["gene_mask"],
+            "background": self.background,
         }
 
 
@@ -235,6 +242,8 @@ class TableKind(ModalityKind):
         if len(present_rows):
             matrix[present_rows] = fitted.transform(self.raw(data, present_rows)).numpy()
         fitted.matrix = matrix
+        train = np.asarray(train)
+        fitted.background = summarise_background(matrix[train[data.present[train]]])
         return fitted
 
     # --- the logged model
@@ -273,7 +282,13 @@ class TableKind(ModalityKind):
         return table[present], present
 
     def restore(self, description: dict[str, Any], state: Any) -> TableFitted:
-        return TableFitted(state["preprocessor"], state["names"], state["groups"], gene_mask=state.get("gene_mask"))
+        return TableFitted(
+            state["preprocessor"],
+            state["names"],
+            state["groups"],
+            gene_mask=state.get("gene_mask"),
+            background=state.get("background"),
+        )
 
     # What a missing column is called, and whether the fitted imputer may stand in for it.
     column_word = "column"
@@ -294,7 +309,7 @@ class TableKind(ModalityKind):
                 found_list.append(
                     Mismatch(
                         f"modality '{modality}': {len(missing)} of {len(expected)} {self.column_word}s of the model "
-                        f"missing from the cohort ({names}); imputed with the training folds' medians"
+                        f"missing from the cohort ({names}); imputed with the training patients' means"
                     )
                 )
             else:
@@ -343,13 +358,19 @@ class TableKind(ModalityKind):
         raise NotImplementedError
 
     def explain(self, context: ExplainContext) -> None:
-        """Per-variable attributions of the explained patients, averaged over fold models by variable."""
-        data = context.data
+        """Per-variable attributions of the explained patients, averaged over fold models by variable.
+
+        Each fold model is explained against its fitted background summary (the one its logged model carries),
+        so ``clinfuse run`` and ``clinfuse predict --explain`` give one patient the same attributions.
+        """
         frames = []
         for fold, view in enumerate(context.folds):
-            fitted = view.fitted[context.modality]
-            background_rows = view.train[data.present[view.train]]
-            background = fitted.matrix[background_rows]
+            background = view.fitted[context.modality].background
+            if background is None:
+                raise RunError(
+                    f"modality '{context.modality}': the model carries no explanation background (logged before "
+                    "clinfuse stored one); train it again to explain its features"
+                )
             per_class = []
             for k in np.unique(context.classes):
                 rows = context.indices[context.classes == k]

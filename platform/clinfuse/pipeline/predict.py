@@ -25,6 +25,7 @@ from clinfuse.config import ExperimentConfig, validate_config
 from clinfuse.errors import CohortError, RunError
 from clinfuse.kinds import Mismatch, get_kind
 from clinfuse.pipeline.artifacts import write_json
+from clinfuse.pipeline.predict_features import PatientFeatures, explain_features
 from clinfuse.privacy import load_or_create_salt, pseudonymise
 from clinfuse.tracking import (
     Predictor,
@@ -72,6 +73,7 @@ class PredictionOutcome:
     frame: pd.DataFrame
     out: Path
     warnings: list[str]
+    features: Path | None = None
     external: dict[str, Any] | None = None
     report: Path | None = None
     run_id: str | None = None
@@ -149,16 +151,28 @@ def check_compatibility(spec: dict[str, Any], states: dict[str, Any], cohort: Co
 
 
 def cohort_frame(spec: dict[str, Any], cohort: Cohort) -> pd.DataFrame:
-    """The model's input frame for every cohort patient; columns the cohort lacks are empty (absent, imputed)."""
+    """The model's input frame for every cohort patient.
+
+    A column the cohort lacks (a gene, once :func:`check_compatibility` allowed it) holds the training
+    patients' mean on the rows where its modality is present, from the means the model spec keeps; without
+    one it stays empty, which the fold's fitted imputer fills. Every column of a modality the cohort lacks is
+    empty: the modality is absent.
+    """
     columns: dict[str, Any] = {}
     rows = np.arange(cohort.n)
+    means = spec.get("training_cohort", {}).get("numeric", {})
     for entry in spec["modalities"]:
         name = entry["name"]
-        if name in cohort.modalities:
-            data = cohort.modalities[name]
+        data = cohort.modalities.get(name)
+        if data is not None:
             columns.update(data.kind.to_frame(name, data, rows))
         for column in get_kind(entry["kind"]).frame_columns(name, entry["description"]):
-            columns.setdefault(column, [None] * cohort.n)
+            if column in columns:
+                continue
+            if data is not None and column in means:
+                columns[column] = np.where(data.present, means[column][0], None).tolist()
+            else:
+                columns[column] = [None] * cohort.n
     return pd.DataFrame(columns)
 
 
@@ -181,7 +195,10 @@ def predict_cohort(
         cohort_dir: a cohort folder (cohort.yaml contract; its label table is optional).
         out: the per-patient CSV (default ``predictions_<cohort>.csv`` in ``project_dir``); its metadata
             (threshold, model, warnings) goes to ``<out>.json``.
-        explain: add each patient's modality Shapley values (logit scale) as ``shapley_<modality>``.
+        explain: add each patient's modality Shapley values (logit scale) as ``shapley_<modality>`` and the
+            largest feature attributions of each feature-attributing modality as ``top_features_<modality>``;
+            every attribution goes to ``<out stem>_features.csv`` (a local file, never logged), image
+            saliency figures to ``<out stem>_overlays/`` (see :mod:`clinfuse.pipeline.predict_features`).
         report: write the external-validation report (labelled cohorts).
         keep_ids: write raw patient ids instead of pseudonyms (this local file only; nothing is logged then).
         max_missing: share of a modality's input features (genes) that may be missing and imputed.
@@ -210,6 +227,12 @@ def predict_cohort(
             result[f"shapley_{name}"] = shapley["phi"][:, column]
     out = out or project_dir / f"predictions_{cohort.name}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
+    features, features_path = None, out.with_name(f"{out.stem}_features.csv")
+    if explain:
+        features = _features(trained, frame, cohort, logits, list(result["patient"]), out)
+        for name, text in features.top.items():
+            result[f"top_features_{name}"] = text
+        features.long.to_csv(features_path, index=False)
     result.to_csv(out, index=False)
     metadata = {
         "model": trained.uri,
@@ -223,11 +246,42 @@ def predict_cohort(
         "ids": "raw (local file only)" if keep_ids else ("pseudonymous" if salt else "as in the cohort"),
         "warnings": warnings,
     }
-    write_json(Path(f"{out}.json"), metadata)
     outcome = PredictionOutcome(result, out, warnings)
+    if features is not None:
+        outcome.features = features_path
+        metadata["features"] = features_path.name
+        # What each modality's attributions add up to, so the file can be read without the docs.
+        metadata["attributions"] = {
+            e["name"]: get_kind(e["kind"]).attribution for e in spec["modalities"] if e["name"] in features.top
+        }
+    write_json(Path(f"{out}.json"), metadata)
     if cohort.labelled:
-        _validate_externally(outcome, trained, cohort, logits, pseudo_ids, shapley, report, keep_ids, store)
+        ranking = features.ranking() if features is not None else None
+        _validate_externally(outcome, trained, cohort, logits, pseudo_ids, shapley, ranking, report, keep_ids, store)
     return outcome
+
+
+def _features(
+    trained: TrainedRun, frame: pd.DataFrame, cohort: Cohort, logits: np.ndarray, patients: list[str], out: Path
+) -> PatientFeatures:
+    """Every patient's feature attributions for the explained logit column (as ``clinfuse run`` chooses it)."""
+    spec, config = trained.spec, trained.config
+    scores = scores_from_logits(logits, spec["task"])
+    classes = logits.argmax(axis=1) if spec["task"] == "multiclass" else np.zeros(len(logits), dtype=int)
+    prob = scores if scores.ndim == 1 else scores[np.arange(len(scores)), classes]
+    model: FoldEnsemble = trained.predictor.model  # type: ignore[assignment]
+    return explain_features(
+        model,
+        trained.predictor.preprocessors,
+        frame,
+        cohort,
+        patients=patients,
+        classes=classes,
+        prob=prob,
+        overlays=out.with_name(f"{out.stem}_overlays"),
+        seed=config.seed,
+        max_panels=config.explain.saliency_patients,
+    )
 
 
 def _modality_shapley(
@@ -252,6 +306,7 @@ def _validate_externally(
     logits: np.ndarray,
     pseudo_ids: list[str],
     shapley: dict[str, Any] | None,
+    ranking: dict[str, list[dict[str, Any]]] | None,
     report: bool,
     keep_ids: bool,
     store: str,
@@ -295,6 +350,8 @@ def _validate_externally(
         }
         if trained.contributions is not None:
             facts["contributions"]["training"] = _training_contributions(trained.contributions, shapley["modalities"])
+    if ranking:
+        facts["features"] = ranking
     folder = outcome.out.parent / f"{outcome.out.stem}_external"
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / EXTERNAL_FILE, facts)

@@ -1,8 +1,9 @@
 """The external-validation report: one self-contained HTML file from ``external.json`` (``clinfuse predict``).
 
 Sections: performance on the external cohort next to the internal test (with CIs), calibration (intercept,
-slope and curves), modality contributions on the new cohort next to the training cohort's, and case mix
-(modality availability and the largest shifts of numeric inputs). Only aggregates and curves; no patient ids.
+slope and curves), modality contributions on the new cohort next to the training cohort's, the features with the
+largest attributions on the new cohort (``--explain``), and case mix (modality availability and the largest
+shifts of numeric inputs). Only aggregates and curves; no patient ids.
 """
 
 from __future__ import annotations
@@ -91,6 +92,21 @@ def _contributions(facts: dict[str, Any]) -> str:
     return section("contributions", "Modality contributions", parts)
 
 
+def _features(facts: dict[str, Any]) -> str:
+    found = facts.get("features")
+    if not found:
+        return section("features", "Top features", [para("Run clinfuse predict with --explain to add them.")])
+    parts = [
+        table(
+            ["feature", "mean |attribution|", "mean attribution"],
+            [[r["feature"], r["mean_abs_attribution"], r["mean_attribution"]] for r in rows],
+            caption=f"{modality}: features with the largest mean |attribution| on the external cohort (logit)",
+        )
+        for modality, rows in found.items()
+    ]
+    return section("features", "Top features", parts)
+
+
 def _case_mix(facts: dict[str, Any]) -> str:
     mix = facts.get("case_mix", {})
     availability = mix.get("availability", {})
@@ -119,7 +135,7 @@ def build_external_report(folder: Path, out: Path | None = None) -> Path:
     if not path.is_file():
         raise RunError(f"{folder}: external.json is missing; run clinfuse predict on a labelled cohort first")
     facts = json.loads(path.read_text(encoding="utf-8"))
-    body = [_performance(facts), _calibration(facts), _contributions(facts), _case_mix(facts)]
+    body = [_performance(facts), _calibration(facts), _contributions(facts), _features(facts), _case_mix(facts)]
     title = f"clinfuse external validation: {facts.get('cohort')}"
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
