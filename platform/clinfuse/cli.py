@@ -296,6 +296,9 @@ def predict(
     cohort: Path = typer.Argument(..., help="Cohort folder (cohort.yaml); its label table is optional."),
     out: Path | None = typer.Option(None, help="Per-patient CSV (default predictions_<cohort>.csv)."),
     explain: bool = typer.Option(False, help="Add each patient's modality Shapley values and top features."),
+    explain_max: int | None = typer.Option(
+        None, min=1, help="Top features of at most this many patients (default: the run's explain.max_patients)."
+    ),
     report: bool = typer.Option(False, help="Labelled cohort: write the external-validation report."),
     keep_ids: bool = typer.Option(False, help="Raw patient ids in the local CSV (never logged)."),
     max_missing: float = typer.Option(0.2, help="Share of a modality's features (genes) that may be imputed."),
@@ -309,6 +312,7 @@ def predict(
         cohort,
         out,
         explain=explain,
+        explain_max=explain_max,
         report=report,
         keep_ids=keep_ids,
         max_missing=max_missing,

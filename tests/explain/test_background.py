@@ -12,7 +12,7 @@ def test_no_centre_is_one_patient_and_the_mean_is_kept() -> None:
     rows = np.vstack([rng.normal(0, 1, (60, 4)), rng.normal(6, 1, (30, 4)), [[40.0, 40.0, 40.0, 40.0]]])
     background = summarise_background(rows, clusters=6, min_size=5, max_rows=50)
     centres = np.unique(background, axis=0)
-    assert len(centres) <= 6 and 40 <= len(background) <= 56
+    assert len(centres) <= 6 and 45 <= len(background) <= 50
     # the outlier alone would be a centre of one patient: it is merged, so no row sits near it
     assert np.abs(background - 40.0).max(axis=1).min() > 10
     # weights follow cluster sizes: the summary's mean is the training mean up to rounding of the repeats

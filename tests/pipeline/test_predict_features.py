@@ -71,21 +71,25 @@ def test_the_deciding_column_ranks_first_and_attributions_add_up(tmp_path: Path)
         other,
         tmp_path / "out" / "ext.csv",
         explain=True,
+        explain_max=24,
         report=True,
         project_dir=tmp_path,
         tracking_uri=f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}",
     )
     frame = pd.read_csv(outcome.out, dtype={"patient": str})
-    top = frame["top_features_clinical"].str.split(" ").str[0]
+    # the first 24 patients (cohort order) are explained, every patient has modality Shapley values
+    assert frame["top_features_clinical"].iloc[24:].isna().all() and frame["shapley_clinical"].notna().all()
+    top = frame["top_features_clinical"].iloc[:24].str.split(" ").str[0]
     assert (top == "signal").mean() >= 0.8, frame["top_features_clinical"].head().tolist()
     assert outcome.features is not None
     long = pd.read_csv(outcome.features, dtype={"patient": str})
     assert set(long["feature"]) == {"signal", "noise_a", "noise_b", "sex"}
-    assert set(long["patient"]) == set(frame["patient"]) and set(long["modality"]) == {"clinical"}
+    assert set(long["patient"]) == set(frame["patient"].iloc[:24]) and set(long["modality"]) == {"clinical"}
     # Exact Shapley values are efficient: with one modality the explained function is the whole ensemble's
     # logit, so base value + the patient's attributions is the logit of its predicted probability.
     per_patient = long.groupby("patient").agg(total=("attribution", "sum"), base=("base_value", "first"))
     prob = frame.set_index("patient")["prob"].reindex(per_patient.index)
+    assert len(per_patient) == 24
     np.testing.assert_allclose(1 / (1 + np.exp(-(per_patient["base"] + per_patient["total"]))), prob, atol=1e-5)
     # the cohort ranking reaches the external-validation report
     facts = json.loads((outcome.out.parent / "ext_external" / "external.json").read_text())

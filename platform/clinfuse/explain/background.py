@@ -19,13 +19,13 @@ from sklearn.cluster import KMeans
 def summarise_background(
     rows: np.ndarray, *, clusters: int = 10, min_size: int = 5, max_rows: int = 50, seed: int = 0
 ) -> np.ndarray:
-    """Weighted k-means summary of training rows, as ``(b, F)`` float32 with ``b <= max_rows + clusters``.
+    """Weighted k-means summary of training rows, as ``(b, F)`` float32 with ``b <= max_rows``.
 
     Args:
         rows: ``(n, F)`` preprocessed rows of training patients.
         clusters: the most centres kept.
         min_size: the fewest patients a centre averages (fewer than ``min_size`` rows: one centre, their mean).
-        max_rows: rows of the result, about (each centre at least once, the rest by cluster size).
+        max_rows: the most rows of the result (each centre at least once, the rest by cluster size).
         seed: seeds k-means.
     """
     rows = np.asarray(rows, dtype=np.float64)
@@ -38,7 +38,10 @@ def summarise_background(
     centres, sizes = _merge_small(rows, labels, min_size)
     if len(centres) == 1:
         return centres.astype(np.float32)
-    repeats = np.maximum(1, np.round(sizes / sizes.sum() * max_rows)).astype(int)
+    # At most max_rows rows, so an explainer that keeps max_rows never subsamples (and reweights) the summary.
+    repeats = np.maximum(1, np.floor(sizes / sizes.sum() * max_rows)).astype(int)
+    while repeats.sum() > max(max_rows, len(centres)):
+        repeats[np.argmax(repeats)] -= 1
     return np.repeat(centres, repeats, axis=0).astype(np.float32)
 
 

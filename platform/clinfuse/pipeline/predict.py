@@ -182,6 +182,7 @@ def predict_cohort(
     out: Path | None = None,
     *,
     explain: bool = False,
+    explain_max: int | None = None,
     report: bool = False,
     keep_ids: bool = False,
     max_missing: float = 0.2,
@@ -199,6 +200,8 @@ def predict_cohort(
             largest feature attributions of each feature-attributing modality as ``top_features_<modality>``;
             every attribution goes to ``<out stem>_features.csv`` (a local file, never logged), image
             saliency figures to ``<out stem>_overlays/`` (see :mod:`clinfuse.pipeline.predict_features`).
+        explain_max: top features for at most this many patients, the first in cohort order (default: the
+            run's ``explain.max_patients``); modality Shapley values cover every patient.
         report: write the external-validation report (labelled cohorts).
         keep_ids: write raw patient ids instead of pseudonyms (this local file only; nothing is logged then).
         max_missing: share of a modality's input features (genes) that may be missing and imputed.
@@ -229,7 +232,8 @@ def predict_cohort(
     out.parent.mkdir(parents=True, exist_ok=True)
     features, features_path = None, out.with_name(f"{out.stem}_features.csv")
     if explain:
-        features = _features(trained, frame, cohort, logits, list(result["patient"]), out)
+        limit = explain_max or trained.config.explain.max_patients
+        features = _features(trained, frame, cohort, logits, list(result["patient"]), out, limit)
         for name, text in features.top.items():
             result[f"top_features_{name}"] = text
         features.long.to_csv(features_path, index=False)
@@ -250,6 +254,7 @@ def predict_cohort(
     if features is not None:
         outcome.features = features_path
         metadata["features"] = features_path.name
+        metadata["features_patients"] = min(cohort.n, limit)
         # What each modality's attributions add up to, so the file can be read without the docs.
         metadata["attributions"] = {
             e["name"]: get_kind(e["kind"]).attribution for e in spec["modalities"] if e["name"] in features.top
@@ -262,7 +267,13 @@ def predict_cohort(
 
 
 def _features(
-    trained: TrainedRun, frame: pd.DataFrame, cohort: Cohort, logits: np.ndarray, patients: list[str], out: Path
+    trained: TrainedRun,
+    frame: pd.DataFrame,
+    cohort: Cohort,
+    logits: np.ndarray,
+    patients: list[str],
+    out: Path,
+    max_patients: int,
 ) -> PatientFeatures:
     """Every patient's feature attributions for the explained logit column (as ``clinfuse run`` chooses it)."""
     spec, config = trained.spec, trained.config
@@ -281,6 +292,7 @@ def _features(
         overlays=out.with_name(f"{out.stem}_overlays"),
         seed=config.seed,
         max_panels=config.explain.saliency_patients,
+        max_patients=max_patients,
     )
 
 

@@ -108,6 +108,7 @@ def explain_features(
     overlays: Path,
     seed: int,
     max_panels: int,
+    max_patients: int,
 ) -> PatientFeatures:
     """Attribute every patient's prediction to the features of each of its modalities.
 
@@ -122,6 +123,8 @@ def explain_features(
         overlays: where saliency figures go (``overlays/<modality>/<patient>.png``); removed when empty.
         seed: seeds the explainers.
         max_panels: how many patients per modality get a saliency figure.
+        max_patients: the first ``max_patients`` patients (cohort order) are explained; the cost of shap's
+            explainers grows with each patient (docs/scaling.md), the others' top features stay empty.
     """
     spec = model.spec
     per_fold, present = ensemble_inputs(model, states, frame)
@@ -135,28 +138,29 @@ def explain_features(
             for e in spec["modalities"]
         }
         views.append(FoldView(k, fold_model, fitted, np.zeros(0, dtype=int), _embedder(fold_model, inputs, present)))
+    explained = np.arange(min(cohort.n, max_patients))
     frames, top = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for column, entry in enumerate(spec["modalities"]):
             name = entry["name"]
             data = cohort.modalities.get(name)
-            if data is None or not present[:, column].any():
+            if data is None or not present[explained, column].any():
                 continue
             context = ExplainContext(
                 modality=name,
                 data=data,
                 column=column,
                 folds=views,
-                indices=np.arange(cohort.n),
-                classes=np.asarray(classes),
-                prob=np.asarray(prob),
+                indices=explained,
+                classes=np.asarray(classes)[explained],
+                prob=np.asarray(prob)[explained],
                 pseudo_ids=patients,
                 run_dir=folder,
                 seed=seed,
                 max_panels=max_panels,
             )
-            with stage(f"explain {name} ({data.type})", patients=int(present[:, column].sum())):
+            with stage(f"explain {name} ({data.type})", patients=int(present[explained, column].sum())):
                 data.kind.explain(context)
             written = folder / features_file(name)
             if written.is_file():
