@@ -377,7 +377,7 @@ def demo(
         raise ClinfuseError.from_list(checked.problems)
     outcome = _run_and_report(cfg, None)
     typer.echo(f"open the report: {outcome.report}")
-    typer.echo("review the run in MLflow: clinfuse ui  (then http://127.0.0.1:5000)")
+    typer.echo("review the run in MLflow: clinfuse ui  (it prints the run table's address, key metrics shown)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,6 +49,7 @@ from clinfuse.tracking.store import (
     setup_tracking,
     stop_process_tree,
 )
+from clinfuse.tracking.views import run_table_links, run_table_path, save_run_table_view
 
 __all__ = [
     "ClinfusePyfunc",
@@ -77,8 +78,11 @@ __all__ = [
     "log_tags",
     "resolve_tracking_uri",
     "resume_run",
+    "run_table_links",
+    "run_table_path",
     "sanitize_name",
     "save_predictor_artifacts",
+    "save_run_table_view",
     "set_run_note",
     "setup_tracking",
     "start_child_run",

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from clinfuse.errors import RunError
 from clinfuse.tracking.remote import check_server, is_connection_lost, server_address
+from clinfuse.tracking.views import run_table_links
 
 DB_NAME = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
@@ -197,7 +198,8 @@ def stop_process_tree(process: subprocess.Popen[bytes], grace_s: float = 10.0) -
 def launch_ui(
     tracking_uri: str, host: str = "127.0.0.1", port: int = 5000, block: bool = True
 ) -> subprocess.Popen[bytes]:
-    """Start the MLflow UI on ``tracking_uri`` and print its address.
+    """Start the MLflow UI on ``tracking_uri`` and print its address, and per experiment with a clinfuse view
+    the address of its run table in that view (see :mod:`clinfuse.tracking.views`).
 
     The UI runs in its own process group; when blocking, Ctrl-C or SIGTERM stops the whole group (the server
     and its workers), so the port is free afterwards.
@@ -211,8 +213,13 @@ def launch_ui(
     Returns:
         The UI process.
     """
+    # MLflow's run table starts without metric columns; these links open it with clinfuse's saved view. Looked
+    # up before the UI starts, so nothing runs between its start and the handler that stops it.
+    links = run_table_links(tracking_uri, f"http://{host}:{port}")
     process = subprocess.Popen(ui_command(tracking_uri, host, port), start_new_session=True)
     print(f"MLflow UI for {tracking_uri} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    for name, url in links.items():
+        print(f"  {name} (run table with the key metrics): {url}", flush=True)
     if block:
         previous = None
         if threading.current_thread() is threading.main_thread():
