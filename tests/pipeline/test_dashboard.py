@@ -9,30 +9,51 @@ import mlflow
 import pandas as pd
 import pytest
 
-from clinfuse.pipeline.dashboard import model_metrics, run_description
+from clinfuse.pipeline.dashboard import headline_metrics, metrics_table, model_metrics, run_description
 from clinfuse.pipeline.resume import find_run_dir
 from clinfuse.reports.run_folder import load_run_folder
 
+METRICS = {
+    "gated": {
+        "test": {"auroc": 0.81, "brier": 0.2},
+        "test_ci": {"auroc": [0.7, 0.9], "brier": [0.15, 0.25]},
+        "fold_mean": {"auroc": 0.75, "brier": 0.22},
+        "fold_sd": {"auroc": 0.05, "brier": 0.01},
+    },
+    "clinical": {"test": {"auroc": 0.7, "note": "text is skipped"}, "fold_mean": {}, "fold_sd": {}},
+    "notes": "not a model",
+}
 
-def test_every_model_gets_test_ci_and_cv_metrics_under_one_scheme() -> None:
-    metrics = {
-        "gated": {
-            "test": {"auroc": 0.81, "brier": 0.2},
-            "test_ci": {"auroc": [0.7, 0.9]},
-            "fold_mean": {"auroc": 0.75},
-            "fold_sd": {"auroc": 0.05},
-        },
-        "clinical": {"test": {"auroc": 0.7, "note": "text is skipped"}, "fold_mean": {}, "fold_sd": {}},
-    }
-    assert model_metrics(metrics) == {
+
+def test_every_model_gets_its_primary_metric_with_ci_and_cv_under_one_scheme() -> None:
+    assert model_metrics(METRICS, "auroc") == {
         "gated.test_auroc": 0.81,
-        "gated.test_brier": 0.2,
         "gated.test_auroc_ci_low": 0.7,
         "gated.test_auroc_ci_high": 0.9,
         "gated.cv_auroc_mean": 0.75,
         "gated.cv_auroc_sd": 0.05,
         "clinical.test_auroc": 0.7,
     }
+
+
+def test_headline_is_the_primary_models_every_test_metric_and_the_primary_metrics_ci_cv_and_p() -> None:
+    assert headline_metrics(METRICS["gated"], "auroc", 0.03) == {
+        "test_auroc": 0.81,
+        "test_brier": 0.2,
+        "test_auroc_ci_low": 0.7,
+        "test_auroc_ci_high": 0.9,
+        "cv_auroc_mean": 0.75,
+        "cv_auroc_sd": 0.05,
+        "p_vs_best_unimodal": 0.03,
+    }
+    assert "p_vs_best_unimodal" not in headline_metrics(METRICS["gated"], "auroc", None)
+
+
+def test_metrics_table_keeps_every_number_the_parent_run_no_longer_logs() -> None:
+    table = metrics_table(METRICS).set_index(["model", "metric"])
+    assert list(table.index) == [("gated", "auroc"), ("gated", "brier"), ("clinical", "auroc")]
+    assert table.loc[("gated", "brier")].tolist() == [0.2, 0.15, 0.25, 0.22, 0.01]
+    assert table.loc[("clinical", "auroc"), "test"] == 0.7 and pd.isna(table.loc[("clinical", "auroc"), "ci_low"])
 
 
 def test_description_states_headline_baseline_p_value_and_top_modality(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 
 MODELS = {"gated", "concat", "imaging_only", "clinical_only", "genomic_only"}
 CLASSICAL = {"logistic_regression", "gradient_boosting"}
+MODALITIES = ("imaging", "clinical", "genomic")
 
 
 def _runs(compare_run: CompareRun) -> list:
@@ -40,10 +41,10 @@ def test_parent_model_and_fold_runs(compare_run: CompareRun) -> None:
     assert set(children) == MODELS | CLASSICAL
     for name in CLASSICAL:
         # A classical baseline is one child run (its folds are fitted in seconds): test and fold metrics, and
-        # its test metrics on the parent too, where the comparison is judged.
+        # its primary metric on the parent too, where the comparison is judged.
         assert children[name].data.tags["kind"] == "classical"
         assert {"test_auroc", "fold0_val_auroc", "fold1_val_auroc"} <= set(children[name].data.metrics)
-        assert parent.data.metrics[f"{name}_test_auroc"] == children[name].data.metrics["test_auroc"]
+        assert parent.data.metrics[f"{name}.test_auroc"] == children[name].data.metrics["test_auroc"]
         assert not _children(runs, children[name].info.run_id)
     for name, model_run in ((n, r) for n, r in children.items() if n in MODELS):
         assert model_run.info.status == "FINISHED"
@@ -87,6 +88,50 @@ def test_parent_params_tags_metrics(compare_run: CompareRun) -> None:
     assert metrics["test_auroc"] == pytest.approx(gated["test"]["auroc"])
     assert metrics["test_auroc_ci_low"] == pytest.approx(gated["test_ci"]["auroc"][0])
     assert metrics["test_auroc_ci_high"] == pytest.approx(gated["test_ci"]["auroc"][1])
+    assert metrics["test_brier"] == pytest.approx(gated["test"]["brier"])
+    comparison = pd.read_csv(compare_run.run_dir / "comparison.csv").set_index("model")
+    assert metrics["p_vs_best_unimodal"] == pytest.approx(comparison.loc["gated", "p_vs_best_unimodal"])
+
+
+def test_parent_metrics_are_the_headline_each_models_primary_metric_and_sage(compare_run: CompareRun) -> None:
+    """One chart per parent metric on the run page: these 71 keys, not every model's every metric (~480)."""
+    metrics = client_for(compare_run.project).get_run(compare_run.run_id).data.metrics
+    every = json.loads((compare_run.run_dir / "metrics.json").read_text())
+    models = MODELS | CLASSICAL
+    per_model = [f"{m}.{k}" for m in models for k in ("test_auroc", "cv_auroc_mean", "cv_auroc_sd")]
+    per_model += [f"{m}.test_auroc_ci_{end}" for m in models for end in ("low", "high")]
+    headline = [f"test_{name}" for name in every["gated"]["test"]] + ["test_auroc_ci_low", "test_auroc_ci_high"]
+    headline += ["cv_auroc_mean", "cv_auroc_sd", "p_vs_best_unimodal"]
+    ends = ("", "_ci_low", "_ci_high")
+    sage = [f"sage_{game}_{m}{end}" for game in ("loss", "auroc") for m in MODALITIES for end in ends]
+    sage += [f"sage_flag_{m}" for m in MODALITIES]
+    assert sorted(metrics) == sorted(headline + per_model + sage) and len(metrics) == 71
+    for model in models:
+        assert metrics[f"{model}.cv_auroc_mean"] == pytest.approx(every[model]["fold_mean"]["auroc"])
+        assert metrics[f"{model}.test_auroc_ci_low"] == pytest.approx(every[model]["test_ci"]["auroc"][0])
+
+
+def test_every_number_is_in_the_metrics_table_and_the_run_table_view_shows_the_headline(
+    compare_run: CompareRun, tmp_path: Path
+) -> None:
+    client = client_for(compare_run.project)
+    local = client.download_artifacts(compare_run.run_id, "metrics_table.json", str(tmp_path))
+    table = json.loads(Path(local).read_text())
+    frame = pd.DataFrame(table["data"], columns=table["columns"]).set_index(["model", "metric"])
+    every = json.loads((compare_run.run_dir / "metrics.json").read_text())
+    assert frame.loc[("concat", "brier"), "test"] == pytest.approx(every["concat"]["test"]["brier"])
+    assert frame.loc[("concat", "brier"), "cv_sd"] == pytest.approx(every["concat"]["fold_sd"]["brier"])
+    assert frame.loc[("gated", "ece"), "ci_high"] == pytest.approx(every["gated"]["test_ci"]["ece"][1])
+    assert set(frame.index.get_level_values("model")) == MODELS | CLASSICAL
+    experiment = client.get_experiment_by_name("tiny")
+    state = json.loads(json.loads(experiment.tags["mlflow.sharedViewState.clinfuse"])["state"])
+    assert state["selectedColumns"][:3] == [
+        "params.`fusion.method`",
+        "metrics.`test_auroc`",
+        "metrics.`test_auroc_ci_low`",
+    ]
+    assert {f"metrics.`{m}.test_auroc`" for m in MODELS | CLASSICAL} <= set(state["selectedColumns"])
+    assert "viewStateShareKey=clinfuse" in experiment.tags["mlflow.note.content"]
 
 
 def test_dataset_inputs(compare_run: CompareRun) -> None:
@@ -109,6 +154,7 @@ def test_artifacts_logged(compare_run: CompareRun, tmp_path) -> None:
         "splits.csv",
         "metrics.json",
         "comparison.csv",
+        "metrics_table.json",
         "history.csv",
         "predictions.csv",
         "contributions.csv",

@@ -44,8 +44,6 @@ def run_classical(
             for fold in model.folds:
                 log_final_metrics(f"fold{fold.fold}_val", fold.val_metrics)
             log_final_metrics("test", metrics[plan.name]["test"])
-        # The parent run carries every classical row too (the comparison is judged there).
-        log_final_metrics(f"{plan.name}_test", metrics[plan.name]["test"])
         trained.append(model)
     return trained
 

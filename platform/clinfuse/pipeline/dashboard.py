@@ -1,9 +1,13 @@
 """What a reviewer sees of a run in the MLflow dashboard, built from the finished run folder.
 
-The parent run gets every model's test metrics and cross-validation mean/sd under one naming scheme
-(``<model>.test_<metric>``, ``<model>.cv_<metric>_mean``, ``<model>.cv_<metric>_sd``) so the compare view
-lines runs up; the comparison as an MLflow table; the key figures as images under ``figures/``; and a short
-markdown description (the run page's "Description").
+The parent run carries few metrics, each a chart on the run's "Model metrics" tab: the headline (the primary
+model's ``test_<metric>`` for every metric, and for the primary metric its CI, ``cv_<metric>_mean``/``_sd`` and
+the paired p-value against the best unimodal model), and every model's primary metric under one naming scheme
+(``<model>.test_<metric>``, ``_ci_low``/``_ci_high``, ``<model>.cv_<metric>_mean``/``_sd``) so the compare
+view lines runs up. Every other number (each model's every metric with CI and CV mean/sd) is in the MLflow
+table ``metrics_table.json``, and each model's child run keeps its own test metrics. Also logged: the
+comparison as an MLflow table, the key figures under ``figures/``, a short markdown description (the run
+page's "Description"), and the experiment's saved run-table view with the headline columns.
 """
 
 from __future__ import annotations
@@ -13,33 +17,72 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from clinfuse import outputs
 from clinfuse.reports import plots, survival_figures
 from clinfuse.reports.run_folder import RunFolder, held_out_predictions, label_indices, load_run_folder
 from clinfuse.reports.section_contributions import cohort_contributions
-from clinfuse.tracking import log_figure, log_metrics_step, log_table, set_run_note
+from clinfuse.tracking import log_figure, log_metrics_step, log_table, save_run_table_view, set_run_note
 
 
-def model_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """Every model's summary metrics from ``metrics.json`` under the dashboard's names.
+def _entries(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {model: entry for model, entry in metrics.items() if isinstance(entry, dict)}
 
-    Example: ``{"gated": {"test": {"auroc": 0.8}, "fold_mean": {"auroc": 0.7}}}`` gives
+
+def _numbers(named: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in named.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _summary(entry: dict[str, Any], metric: str, prefix: str) -> dict[str, Any]:
+    """``<prefix>test_<metric>`` with its CI and ``<prefix>cv_<metric>_mean``/``_sd`` from one model's entry."""
+    named = {f"{prefix}test_{metric}": (entry.get("test") or {}).get(metric)}
+    ci = (entry.get("test_ci") or {}).get(metric)
+    if isinstance(ci, list | tuple) and len(ci) == 2:
+        named[f"{prefix}test_{metric}_ci_low"], named[f"{prefix}test_{metric}_ci_high"] = ci
+    for stat in ("mean", "sd"):
+        named[f"{prefix}cv_{metric}_{stat}"] = (entry.get(f"fold_{stat}") or {}).get(metric)
+    return named
+
+
+def model_metrics(metrics: dict[str, Any], metric: str) -> dict[str, float]:
+    """Every model's ``metric`` from ``metrics.json`` under the dashboard's names.
+
+    Example: ``{"gated": {"test": {"auroc": 0.8}, "fold_mean": {"auroc": 0.7}}}`` with ``"auroc"`` gives
     ``{"gated.test_auroc": 0.8, "gated.cv_auroc_mean": 0.7}``.
     """
-    named: dict[str, float] = {}
-    for model, entry in metrics.items():
-        if not isinstance(entry, dict):
-            continue
-        for name, value in (entry.get("test") or {}).items():
-            named[f"{model}.test_{name}"] = value
-        for name, (low, high) in (entry.get("test_ci") or {}).items():
-            named[f"{model}.test_{name}_ci_low"], named[f"{model}.test_{name}_ci_high"] = low, high
-        for stat in ("mean", "sd"):
-            for name, value in (entry.get(f"fold_{stat}") or {}).items():
-                named[f"{model}.cv_{name}_{stat}"] = value
-    return {k: float(v) for k, v in named.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    named: dict[str, Any] = {}
+    for model, entry in _entries(metrics).items():
+        named.update(_summary(entry, metric, f"{model}."))
+    return _numbers(named)
+
+
+def headline_metrics(entry: dict[str, Any], metric: str, p_value: Any = None) -> dict[str, float]:
+    """The primary model's numbers without a model prefix, so runs line up whichever model is primary.
+
+    Every test metric (``test_<m>``), and for ``metric`` its CI, ``cv_<metric>_mean``/``_sd`` and, when
+    given, ``p_vs_best_unimodal``.
+    """
+    named: dict[str, Any] = {f"test_{m}": v for m, v in (entry.get("test") or {}).items()}
+    named.update(_summary(entry, metric, ""))
+    named["p_vs_best_unimodal"] = p_value
+    return _numbers(named)
+
+
+def metrics_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Every model's every test metric with CI and CV mean/sd, one row per model and metric."""
+    rows = []
+    for model, entry in _entries(metrics).items():
+        test, ci = entry.get("test") or {}, entry.get("test_ci") or {}
+        mean, sd = entry.get("fold_mean") or {}, entry.get("fold_sd") or {}
+        for name in dict.fromkeys([*test, *mean]):
+            if not _numbers({name: test.get(name, mean.get(name))}):
+                continue  # a note, not a number
+            low, high = ci.get(name) or (None, None)
+            cv = {"cv_mean": mean.get(name), "cv_sd": sd.get(name)}
+            rows.append({"model": model, "metric": name, "test": test.get(name), "ci_low": low, "ci_high": high, **cv})
+    return pd.DataFrame(rows, columns=["model", "metric", "test", "ci_low", "ci_high", "cv_mean", "cv_sd"])
 
 
 def _finite(value: Any) -> bool:
@@ -123,13 +166,31 @@ def run_figures(run: RunFolder) -> dict[str, Figure]:
     return figures
 
 
+def _primary_p_value(run: RunFolder) -> Any:
+    comparison = run.get(outputs.COMPARISON)
+    if comparison is None or not {"model", "p_vs_best_unimodal"} <= set(comparison.columns):
+        return None
+    rows = comparison[comparison["model"].astype(str) == str(run.primary_model)]
+    return rows["p_vs_best_unimodal"].iloc[0] if len(rows) else None
+
+
 def log_dashboard(run_dir: Path) -> None:
     """Log the dashboard view of the finished run folder ``run_dir`` to the active (parent) run."""
     run = load_run_folder(run_dir)
-    log_metrics_step(model_metrics(run.get(outputs.METRICS) or {}), step=0)
+    metrics = run.get(outputs.METRICS) or {}
+    metric = str(run.run_info.get("primary_metric") or "")
+    headline = headline_metrics(metrics.get(run.primary_model) or {}, metric, _primary_p_value(run))
+    per_model = model_metrics(metrics, metric)
+    log_metrics_step({**headline, **per_model}, step=0)
+    log_table(metrics_table(metrics), "metrics_table.json")
     comparison = run.get(outputs.COMPARISON)
     if comparison is not None:
         log_table(comparison, "comparison.json")
     for name, fig in run_figures(run).items():
         log_figure(fig, f"figures/{name}.png")
     set_run_note(run_description(run))
+    # The run table's columns: the headline of the primary metric, then each model's test value of it.
+    leading = [f"test_{metric}{end}" for end in ("", "_ci_low", "_ci_high")]
+    leading += [f"cv_{metric}_mean", f"cv_{metric}_sd", "p_vs_best_unimodal"]
+    columns = [k for k in leading if k in headline] + [k for k in per_model if k.endswith(f".test_{metric}")]
+    save_run_table_view(columns, params=["fusion.method"])

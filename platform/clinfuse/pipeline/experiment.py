@@ -181,8 +181,6 @@ def _run(
                     log_final_metrics("test", metrics[plan.name]["test"])
             trained.append(model)
         primary = trained[0]
-        log_final_metrics("test", metrics[primary.plan.name]["test"])
-        log_final_metrics("test", {k: tuple(v) for k, v in metrics[primary.plan.name]["test_ci"].items()})
         with stage("classical baselines"):
             classical = run_classical(config, cohort, modalities, splits, prepared, metrics)
         comparison = compare_models([*trained, *classical], metrics, cohort, splits, config.evaluation, config.seed)
