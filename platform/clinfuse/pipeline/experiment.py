@@ -181,6 +181,8 @@ def _run(
                     log_final_metrics("test", metrics[plan.name]["test"])
             trained.append(model)
         primary = trained[0]
+        # Logged now, before the SAGE metrics, so the run page's metric list starts with them (first logged first).
+        log_final_metrics("test", metrics[primary.plan.name]["test"])
         with stage("classical baselines"):
             classical = run_classical(config, cohort, modalities, splits, prepared, metrics)
         comparison = compare_models([*trained, *classical], metrics, cohort, splits, config.evaluation, config.seed)
