@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -51,7 +52,7 @@ class ModalityData:
         present: ``(n,)`` bool, the patient has this modality.
         frame: table kinds: features only, index = patient ids, NaN rows for absent patients.
         categorical: tabular: categorical feature columns (object dtype).
-        numeric: numeric feature columns (float64).
+        numeric: numeric feature columns (float64; genomic: float32).
         paths: file kinds: absolute path per patient (None when absent).
         spatial_dims: image: 2 or 3.
         meta: per-patient values by name, ``(n,)`` object arrays (e.g. a recording's sampling rate).
@@ -131,24 +132,42 @@ class CohortReader:
         self.root, self.spec, self.id_column = root, spec, spec.id_column
         self.problems: list[str] = []
         self.identifiers: set[str] = set()
-        self._cache: dict[str, tuple[pd.DataFrame | None, pd.Series | None]] = {}
+        self._cache: dict[tuple[str, frozenset[str] | None, str], tuple[pd.DataFrame | None, pd.Series | None]] = {}
 
     def problem(self, message: str) -> None:
         """Record one problem (a line naming the file, row or column and the fix)."""
         self.problems.append(message)
 
-    def table(self, relative: str, where: str) -> tuple[pd.DataFrame | None, pd.Series | None]:
-        """A table as text and its id column (None when it cannot be read or lacks the id column).
+    def table(
+        self,
+        relative: str,
+        where: str,
+        *,
+        text: Collection[str] | None = None,
+        numeric_dtype: type = np.float64,
+    ) -> tuple[pd.DataFrame | None, pd.Series | None]:
+        """A table and its id column (None when it cannot be read or lacks the id column).
 
         Args:
             relative: path relative to the cohort folder.
             where: the cohort.yaml key naming it (for messages).
+            text: None reads every cell as text; otherwise the columns that must stay text (the id column is
+                always text), every other column being read as ``numeric_dtype`` where all its cells are numbers
+                (see :func:`~clinfuse.cohort.tables.read_table`). A table already read as text is returned as
+                it is: callers convert with :func:`~clinfuse.cohort.tables.to_numeric` either way.
+            numeric_dtype: the float type of numeric columns.
         """
-        key = str(Path(relative))
+        path = str(Path(relative))
+        keep = None if text is None else frozenset({self.id_column, *text})
+        key = (path, keep, np.dtype(numeric_dtype).str if keep is not None else "")
+        key = (path, None, "") if (path, None, "") in self._cache else key
         if key not in self._cache:
-            frame, problems = read_table(self.root, relative, where)
-            self.problems += problems
-            self._cache[key] = (frame, None if frame is None else self._ids(frame, relative))
+            # Problems are table-wide (unreadable, duplicate columns, ids): said once however often it is read.
+            said = any(k[0] == path for k in self._cache)
+            frame, problems = read_table(self.root, relative, where, text=keep, numeric_dtype=numeric_dtype)
+            self.problems += [] if said else problems
+            ids = None if frame is None else self._ids(frame, relative, quiet=said)
+            self._cache[key] = (frame, ids)
         return self._cache[key]
 
     def check_columns(self, frame: pd.DataFrame, names: list[str], key: str, table: str) -> bool:
@@ -174,8 +193,10 @@ class CohortReader:
         """The absolute path of a file named in a table, or None when it leaves the cohort folder."""
         return resolve_inside(self.root, relative)
 
-    def _ids(self, frame: pd.DataFrame, relative: str) -> pd.Series | None:
+    def _ids(self, frame: pd.DataFrame, relative: str, quiet: bool = False) -> pd.Series | None:
         if self.id_column not in frame.columns:
+            if quiet:
+                return None
             self.problems.append(
                 f"{relative}: id column '{self.id_column}' (id_column in cohort.yaml) not found; "
                 f"columns are {list(frame.columns)[:8]}"
@@ -183,6 +204,8 @@ class CohortReader:
             return None
         ids = frame[self.id_column]
         self.identifiers.update(ids.dropna())
+        if quiet:
+            return ids
         blank = (np.flatnonzero(ids.isna().to_numpy()) + 1).tolist()
         if blank:
             self.problems.append(f"{relative} column '{self.id_column}': empty patient id at {rows_text(blank)}")
@@ -212,7 +235,9 @@ def _content_hash(root: Path, spec: CohortSpec, parts: dict[str, LoadedModality]
     for file in files:
         if file.is_file():
             digest.update(file.name.encode())
-            digest.update(file.read_bytes())
+            with file.open("rb") as handle:  # in blocks: a registry's gene table is gigabytes
+                while block := handle.read(1 << 24):
+                    digest.update(block)
     return digest.hexdigest()
 
 

@@ -25,6 +25,12 @@ from clinfuse.errors import CohortError, ConfigError
 _LOG_RANGE = 100.0
 
 
+def _floats(x: object) -> np.ndarray:
+    """``x`` as a float array, float32 kept as it is: a float64 copy of a wide gene table doubles its memory."""
+    array = np.asarray(x)
+    return array if array.dtype in (np.float32, np.float64) else array.astype(np.float64)
+
+
 class Log1p(TransformerMixin, BaseEstimator):
     """``log1p`` applied or not, decided on training data.
 
@@ -37,7 +43,7 @@ class Log1p(TransformerMixin, BaseEstimator):
         self.mode = mode
 
     def fit(self, x: np.ndarray, y: object = None) -> Log1p:
-        x = np.asarray(x, dtype=float)
+        x = _floats(x)
         self.n_features_in_ = x.shape[1]
         if self.mode == "auto":
             positive = x[x > 0]
@@ -48,8 +54,11 @@ class Log1p(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
-        return np.log1p(np.clip(x, 0, None)) if self.apply_ else x
+        x = _floats(x)
+        if not self.apply_:
+            return x
+        out = np.clip(x, 0, None)
+        return np.log1p(out, out=out)  # in place on the clipped copy: one gene-table-sized array, not two
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray(input_features, dtype=object)
@@ -66,16 +75,16 @@ class TopVariance(TransformerMixin, BaseEstimator):
         self.k = k
 
     def fit(self, x: np.ndarray, y: object = None) -> TopVariance:
-        x = np.asarray(x, dtype=float)
+        x = _floats(x)
         self.n_features_in_ = x.shape[1]
-        variance = np.nanvar(x, axis=0)
+        variance = np.nanvar(x, axis=0, dtype=np.float64)
         k = x.shape[1] if self.k is None else min(self.k, x.shape[1])
         # Stable sort on -variance keeps the original order among ties, so the choice is reproducible.
         self.support_ = np.sort(np.argsort(-variance, kind="stable")[:k])
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, dtype=float)[:, self.support_]
+        return _floats(x)[:, self.support_]
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray(input_features, dtype=object)[self.support_]

@@ -129,6 +129,8 @@ class TableKind(ModalityKind):
     encoder_family = "vector"
     encoder_keys = ("name", "embed_dim", "hidden", "dropout", "weights")
     cohort_feature_view = True
+    # The float type numeric features are held in from reading on (float32 halves a wide gene table).
+    numeric_dtype: type = np.float64
 
     # --- subclass hooks
     def preprocessor(self, data: ModalityData, encoder: EncoderConfig) -> Pipeline:
@@ -144,10 +146,15 @@ class TableKind(ModalityKind):
 
     # --- cohort
     def load(self, name: str, entry: Any, reader: CohortReader, verify: bool) -> LoadedModality | None:
-        frame, ids = reader.table(entry.table, f"modalities.{name}.table")
+        categorical = list(getattr(entry, "categorical", []))
+        frame, ids = reader.table(
+            entry.table,
+            f"modalities.{name}.table",
+            text=[*categorical, *entry.identifiers, *entry.exclude],
+            numeric_dtype=self.numeric_dtype,
+        )
         if frame is None or ids is None:
             return None
-        categorical = list(getattr(entry, "categorical", []))
         for key, names in (
             ("categorical", categorical),
             ("identifiers", entry.identifiers),
@@ -161,30 +168,36 @@ class TableKind(ModalityKind):
         features = [c for c in frame.columns if c not in reserved]
         if not features:
             reader.problem(f"{entry.table}: no feature columns left for modality '{name}'; check identifiers/exclude")
-        columns: dict[str, pd.Series] = {}
+        converted: dict[str, pd.Series] = {}
         missing: dict[str, int] = {}
         for column in features:
             values = frame[column]
             missing[column] = int(values.isna().sum())
             if column in categorical:
-                columns[column] = pd.Series(values.to_numpy(dtype=object), dtype=object)
+                converted[column] = pd.Series(values.to_numpy(dtype=object), index=frame.index, dtype=object)
                 continue
             numbers, bad, infinite = to_numeric(values)
             if bad:
-                hint = "declare it categorical" if hasattr(entry, "categorical") else "fix the values"
+                hint = " or declare it categorical" if hasattr(entry, "categorical") else ""
                 reader.problem(
                     f"{entry.table} column '{column}': non-numeric value at {rows_text(bad)} in a numeric column; "
-                    f"fix the values or {hint}"
+                    f"fix the values{hint}"
                 )
             if infinite:
                 reader.problem(
                     f"{entry.table} column '{column}': infinite value at {rows_text(infinite)}; use a number"
                 )
-            columns[column] = pd.Series(numbers, dtype=np.float64)
-        data = pd.DataFrame(columns)
+            if values.dtype != self.numeric_dtype:
+                converted[column] = pd.Series(numbers, index=frame.index, dtype=self.numeric_dtype)
+        # Columns read as numbers are taken as one block (one copy); only converted columns are set one by one.
+        data = frame[features] if len(converted) < len(features) else pd.DataFrame(index=frame.index)
+        for column in features:  # in feature order: a replaced column keeps its place, a new one is appended
+            if column in converted:
+                data[column] = converted[column]
         data.index = pd.Index(ids.to_numpy(dtype=object), dtype=object)
         keep = ids.notna().to_numpy() & ~ids.duplicated().to_numpy()
-        data = data[keep]
+        if not keep.all():
+            data = data[keep]
         has_value = data.notna().any(axis=1)
         exclusions = []
         if entry.exclude:
@@ -493,6 +506,7 @@ class GenomicKind(TableKind):
     impute_missing = True
 
     name = "genomic"
+    numeric_dtype = np.float32
     entry_model = GenomicEntry
     default_encoder = "snn"
     encoder_keys = (*TableKind.encoder_keys, "top_k_genes", "log_transform", "gene_groups")
