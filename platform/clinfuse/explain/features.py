@@ -2,10 +2,11 @@
 
 For a patient ``p`` and a modality ``m`` the explained function is one logit of the fused model as a function
 of ``m``'s input only: ``f_p(x_m) = fuse({m: encode(x_m), others: cached embeddings of p}, present_p)[:, k]``.
-Clinical-type tables are explained with shap's model-agnostic explainers (Exact, Permutation or Partition)
-over the preprocessed columns, summed back to original variables; genes with shap's GradientExplainer
-(expected gradients). What the attributions add up to is in :data:`SUMS_TO`; image saliency is in
-:mod:`.saliency`.
+Clinical-type tables are explained with shap's model-agnostic estimators (Exact, Permutation or Partition)
+over the preprocessed columns, summed back to original variables; genes with expected gradients (shap's
+GradientExplainer). Exact, Permutation and expected gradients run batched over all explained patients at once
+(:mod:`.batched_shap`); only Partition calls shap, one explainer per patient. What the attributions add up to
+is in :data:`SUMS_TO`; image saliency is in :mod:`.saliency`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import shap
 import torch
 from torch import Tensor, nn
 
+from clinfuse.explain.batched_shap import PatientsLogit, exact_shapley, expected_gradients, permutation_shapley
 from clinfuse.explain.explanation import numeric_data
 
 SUMS_TO: dict[str, str] = {
@@ -209,16 +211,37 @@ def _choose(algorithm: Algorithm, n_columns: int) -> str:
     return "permutation" if n_columns <= 64 else "partition"
 
 
-def _explainer(method: str, f: Any, background: np.ndarray, seed: int) -> Any:
-    if method == "exact":
-        return shap.explainers.Exact(f, shap.maskers.Independent(background, max_samples=len(background)))
-    if method == "permutation":
-        masker = shap.maskers.Independent(background, max_samples=len(background))
-        return shap.explainers.Permutation(f, masker, seed=seed)
-    if method == "partition":
-        masker = shap.maskers.Partition(background, max_samples=len(background), clustering="correlation")
-        return shap.explainers.Partition(f, masker)
-    raise ValueError(f"unknown algorithm {method!r}; use auto, exact, permutation or partition")
+def _rows(embeddings: Mapping[str, Tensor], rows: np.ndarray) -> dict[str, Tensor]:
+    index = torch.as_tensor(rows, dtype=torch.long)
+    return {m: e[index.to(e.device)] for m, e in embeddings.items()}
+
+
+def _shap_per_patient(
+    model: nn.Module,
+    modality: str,
+    x: np.ndarray,
+    embeddings: Mapping[str, Tensor],
+    present: Tensor,
+    rows: np.ndarray,
+    background: np.ndarray,
+    output_index: int,
+    method: str,
+    evals: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """shap's Partition explainer (Owen values over a correlation clustering), one explainer per patient: the
+    one algorithm without a batched equivalent in :mod:`.batched_shap`."""
+    reference = _model_reference(model, modality)
+    masker = shap.maskers.Partition(background, max_samples=len(background), clustering="correlation")
+    raw_phi, base, f_x = np.zeros((len(rows), x.shape[1])), np.zeros(len(rows)), np.zeros(len(rows))
+    for r, p in enumerate(rows):
+        head = ModalityLogit(model, modality, *_rows_of(embeddings, present, p), output_index)
+        f = _numpy_fn(head, reference.dtype, reference.device)
+        explanation = shap.explainers.Partition(f, masker)(x[p : p + 1], silent=True, max_evals=evals)
+        raw_phi[r] = explanation.values[0]
+        base[r] = float(np.ravel(explanation.base_values)[0])
+        f_x[r] = f(x[p : p + 1])[0]
+    return raw_phi, base, f_x
 
 
 class _Eval:
@@ -292,19 +315,21 @@ def tabular_attributions(
     method = _choose(algorithm, x.shape[1])
     evals = max_evals or max(500, 10 * x.shape[1] + 1)
     reference = _model_reference(model, modality)
-    raw_phi = np.zeros((len(rows), x.shape[1]))
-    base = np.zeros(len(rows))
-    f_x = np.zeros(len(rows))
     with _Eval(model):
-        for r, p in enumerate(rows):
-            head = ModalityLogit(model, modality, *_rows_of(embeddings, present, p), output_index)
-            f = _numpy_fn(head, reference.dtype, reference.device)
-            explainer = _explainer(method, f, back, seed)
-            options = {"silent": True} if method == "exact" else {"silent": True, "max_evals": evals}
-            explanation = explainer(x[p : p + 1], **options)
-            raw_phi[r] = explanation.values[0]
-            base[r] = float(np.ravel(explanation.base_values)[0])
-            f_x[r] = f(x[p : p + 1])[0]
+        if method == "partition":
+            raw_phi, base, f_x = _shap_per_patient(
+                model, modality, x, embeddings, present, rows, back, output_index, method, evals, seed
+            )
+        else:
+            head = PatientsLogit(model, modality, _rows(embeddings, rows), present[rows], output_index)
+            x_t = torch.as_tensor(x[rows], dtype=reference.dtype, device=reference.device)
+            back_t = torch.as_tensor(back, dtype=reference.dtype, device=reference.device)
+            if method == "exact":
+                raw_phi, base, f_x = exact_shapley(head, x_t, back_t)
+            elif method == "permutation":
+                raw_phi, base, f_x = permutation_shapley(head, x_t, back_t, evals, seed)
+            else:
+                raise ValueError(f"unknown algorithm {method!r}; use auto, exact, permutation or partition")
     names, columns = _group_columns(feature_groups)
     values = np.stack([raw_phi[:, cols].sum(axis=1) for cols in columns], axis=1)
     raw = raw_values.iloc[rows] if raw_values is not None else None
@@ -334,7 +359,8 @@ def gene_attributions(
     max_background: int = 100,
     seed: int = 0,
 ) -> FeatureAttributions:
-    """Expected-gradients attributions of each gene (shap.GradientExplainer), per patient, in logit space.
+    """Expected-gradients attributions of each gene (shap.GradientExplainer's estimator, every patient's samples in
+    one batched pass), in logit space.
 
     Args:
         model: a ``MultimodalModel``.
@@ -356,18 +382,9 @@ def gene_attributions(
     x_t = torch.as_tensor(np.asarray(x), dtype=reference.dtype, device=reference.device)
     back = torch.as_tensor(_background(np.asarray(background), max_background, seed), device=reference.device)
     back = back.to(reference.dtype)
-    values = np.zeros((len(rows), x_t.shape[1]))
-    base = np.zeros(len(rows))
-    f_x = np.zeros(len(rows))
     with _Eval(model):
-        for r, p in enumerate(rows):
-            head = ModalityLogit(model, modality, *_rows_of(embeddings, present, p), output_index)
-            explainer = shap.GradientExplainer(head, back)
-            phi = explainer.shap_values(x_t[p : p + 1], nsamples=nsamples, rseed=seed + int(p))
-            values[r] = np.asarray(phi, dtype=np.float64).reshape(-1)[: x_t.shape[1]]
-            with torch.no_grad():
-                base[r] = float(head(back).mean())
-                f_x[r] = float(head(x_t[p : p + 1])[0, 0])
+        head = PatientsLogit(model, modality, _rows(embeddings, rows), present[rows], output_index)
+        values, base, f_x = expected_gradients(head, x_t[rows], back, nsamples, seed)
     return FeatureAttributions(
         modality=modality,
         method="gradient",

@@ -449,12 +449,17 @@ class SignalKind(ModalityKind):
         position_of = {int(p): k for k, p in enumerate(context.indices)}
         for view in context.folds:
             drops = []
-            for patient in rows:
-                embeddings, present, inputs = view.embed(np.array([patient]))
+            # One loader and one encoder pass over every explained patient; each patient's head takes its row.
+            embeddings, present, inputs = view.embed(rows)
+            for k, patient in enumerate(rows):
                 head = ModalityLogit(
-                    view.model, context.modality, embeddings, present, int(context.classes[position_of[int(patient)]])
+                    view.model,
+                    context.modality,
+                    {m: e[k : k + 1] for m, e in embeddings.items()},
+                    present[k : k + 1],
+                    int(context.classes[position_of[int(patient)]]),
                 )
-                x = inputs[context.modality]
+                x = inputs[context.modality][k : k + 1]
                 drops.append(_occlusion(head, x, by="channel"))
                 if int(patient) in panel_patients:
                     strips.setdefault(int(patient), []).append(_occlusion(head, x, by="time"))
