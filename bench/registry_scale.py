@@ -26,6 +26,7 @@ STAGES = {
     "caching": "preprocess",
     "training gated": "train",
     "metrics gated": "metrics",
+    "classical baselines": "classical",
     "explaining": "explain",
     "modality Shapley": "modality_shapley",
     "reporting": "report",
@@ -73,9 +74,19 @@ def write_survival_cohort(out: Path, patients: int, clinical: int = 30, genes: i
 
 
 def run_one_size(
-    patients: int, epochs: int = 3, folds: int = 3, genes: int = 2000, clinical: int = 30, max_explained: int = 200
+    patients: int,
+    epochs: int = 3,
+    folds: int = 3,
+    genes: int = 2000,
+    clinical: int = 30,
+    max_explained: int = 200,
+    classical: bool = False,
 ) -> dict:
-    """Generate the cohort and run the experiment once; stage seconds and totals (run in a child process)."""
+    """Generate the cohort and run the experiment once; stage seconds and totals (run in a child process).
+
+    ``classical`` adds the classical baselines (issue 18) to the run; they are off by default because their
+    exact-split survival boosting and inner-CV Cox path outgrow the deep model at these sizes (docs/scaling.md).
+    """
     from clinfuse.config import validate_config
     from clinfuse.logs import stage_seconds
     from clinfuse.pipeline import run_experiment
@@ -94,6 +105,7 @@ def run_one_size(
                     "genomic": {"name": "snn", "embed_dim": 16, "hidden": [64], "top_k_genes": 500},
                 },
                 "fusion": {"method": "gated", "hidden": 32},
+                "compare_classical": classical,
                 "training": {"epochs": epochs, "batch_size": 256, "early_stopping": {"metric": "c_index"}},
                 "evaluation": {"folds": folds, "test_fraction": 0.2, "bootstrap": 200},
                 "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}", "log_model": False},
@@ -123,26 +135,48 @@ def benchmark_registry_scale(
     genes: int = 2000,
     clinical: int = 30,
     max_explained: int = 200,
+    classical: bool = False,
+    previous: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Run every size in a fresh interpreter; per-stage times, peak memory, growth exponents and the targets.
 
+    ``previous`` runs (from an earlier results file) with the same settings and a size not in ``sizes`` are kept
+    beside the new ones, so sizes can be measured one session at a time (``bench/run.py --registry-sizes``).
     Targets (issue 17): every stage grows at most n log n, explain + report < training at every size, peak RSS
     < 8 GiB, metrics and modality Shapley < 10 s at the largest size.
     """
     from common import run_in_child
 
-    options = dict(epochs=epochs, folds=folds, genes=genes, clinical=clinical, max_explained=max_explained)
-    runs = [run_in_child("registry_scale", "run_one_size", timeout=4 * 3600, patients=n, **options) for n in sizes]
+    options = dict(
+        epochs=epochs, folds=folds, genes=genes, clinical=clinical, max_explained=max_explained, classical=classical
+    )
+    runs = [
+        {**run_in_child("registry_scale", "run_one_size", timeout=4 * 3600, patients=n, **options), "settings": options}
+        for n in sizes
+    ]
+    kept = [r for r in previous or [] if r.get("settings", _FULL) == options and r["patients"] not in set(sizes)]
+    return summarise(sorted(runs + kept, key=lambda r: r["patients"]))
+
+
+# The settings of runs recorded before runs carried their settings (the full benchmark's).
+_FULL = {"epochs": 3, "folds": 3, "genes": 2000, "clinical": 30, "max_explained": 200, "classical": True}
+
+
+def summarise(runs: list[dict]) -> dict[str, Any]:
+    """Growth exponents (smallest to largest size), the four targets and the dominating stage of ``runs``."""
+    sizes = [r["patients"] for r in runs]
     ratio = sizes[-1] / sizes[0]
     nlogn = _exponent(sizes[0] * math.log(sizes[0]), sizes[-1] * math.log(sizes[-1]), ratio) if len(sizes) > 1 else 1
     exponents = {
-        short: _exponent(runs[0][f"{short}_s"], runs[-1][f"{short}_s"], ratio) if len(sizes) > 1 else float("nan")
+        short: _exponent(runs[0].get(f"{short}_s", math.nan), runs[-1].get(f"{short}_s", math.nan), ratio)
+        if len(sizes) > 1
+        else float("nan")
         for short in [*STAGES.values(), "run"]
     }
     largest = runs[-1]
     checks = {
         "all_stages_within_nlogn": all(
-            not e > nlogn + 0.05 for k, e in exponents.items() if k not in ("run", "modality_shapley")
+            not e > nlogn + 0.05 for k, e in exponents.items() if k not in ("run", "modality_shapley", "classical")
         ),
         "explain_report_below_train": all(r["explain_s"] + r["report_s"] < r["train_s"] for r in runs),
         "peak_below_8_gib": max(r["peak_rss_mib"] for r in runs) / 1024 < 8,
@@ -152,7 +186,7 @@ def benchmark_registry_scale(
         short: largest[f"{short}_s"] for short in ("load", "preprocess", "train", "metrics", "explain", "report")
     }
     return {
-        "sizes": list(sizes),
+        "sizes": sizes,
         "runs": runs,
         "growth_exponents": exponents,
         "nlogn_exponent": nlogn,

@@ -131,6 +131,14 @@ def run_benchmarks(names: list[str], quick: bool = False) -> dict[str, Any]:
     return results
 
 
+def merge_results(earlier: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` plus the benchmarks of an earlier results document that were not run this time (a ``--only``
+    run does not erase the others); quick and full figures are never mixed."""
+    if earlier.get("quick") != results["quick"]:
+        return results
+    return {**results, "benchmarks": {**earlier.get("benchmarks", {}), **results["benchmarks"]}}
+
+
 def render_table(results: dict[str, Any]) -> str:
     """The results as a fixed-width text table."""
     rows = [("benchmark", "figure", "value", "target", "pass", "unit", "time")]
@@ -152,10 +160,19 @@ def main() -> None:
     parser.add_argument(
         "--registry-sizes", type=int, nargs="+", help="patients of each registry_scale run (default 10^4 3·10^4 10^5)"
     )
+    parser.add_argument(
+        "--registry-classical", action="store_true", help="registry_scale runs fit the classical baselines too"
+    )
     args = parser.parse_args()
+    earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    BENCHMARKS["registry_scale"].full["classical"] = args.registry_classical
     if args.registry_sizes:
         BENCHMARKS["registry_scale"].full["sizes"] = tuple(args.registry_sizes)
-    results = run_benchmarks(args.only, args.quick)
+    if args.registry_sizes and not args.quick and not earlier.get("quick"):
+        # Sizes measured in an earlier session (same settings) stay in the growth fit: 10^5 takes a session alone.
+        registry = earlier.get("benchmarks", {}).get("registry_scale", {})
+        BENCHMARKS["registry_scale"].full["previous"] = registry.get("details", {}).get("runs", [])
+    results = merge_results(earlier, run_benchmarks(args.only, args.quick))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(render_table(results))

@@ -268,9 +268,8 @@ def _log_datasets(cohort: Cohort, pseudo_ids: list[str], pseudonymised: bool) ->
     tables, sources = {}, {}
     for name, data in cohort.modalities.items():
         if data.frame is not None:
-            frame = data.frame.copy()
-            frame.index = pd.Index(pseudo_ids, name="patient")
-            tables[name] = frame[data.present]
+            # set_axis shares the values (copy-on-write): only the present rows are copied, once.
+            tables[name] = data.frame.set_axis(pd.Index(pseudo_ids, name="patient"))[data.present]
             sources[name] = str(cohort.root / getattr(data.entry, "table", getattr(data.entry, "index", "")))
     protected = cohort.identifier_values if pseudonymised else cohort.identifier_values - set(cohort.patient_ids)
     log_cohort_datasets(tables, cohort.name, sources, cohort.content_hash, protected)
