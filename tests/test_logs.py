@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -65,12 +66,14 @@ def test_run_log_restores_process_state() -> None:
 
 
 def test_stage_durations_are_collected_and_failures_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with stage_seconds() as seconds:
+    with stage_seconds() as seconds, stage_seconds(cpu=True) as cpu:
         with stage("caching", patients=12):
-            pass
+            sum(range(3_000_000))  # CPU work, then a wait that takes wall time and no CPU
+            time.sleep(0.2)
         with pytest.raises(RuntimeError), stage("training gated"):
             raise RuntimeError("boom")
-    assert set(seconds) == {"caching"} and 0 <= seconds["caching"] < 1
+    assert set(seconds) == {"caching"} == set(cpu) and 0.2 <= seconds["caching"] < 2
+    assert 0 < cpu["caching"] < seconds["caching"] - 0.15
     messages = [r.getMessage() for r in caplog.records]
     assert "caching: started (patients=12)" in messages
     assert any(m.startswith("training gated: stopped after") for m in messages)

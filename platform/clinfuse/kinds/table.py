@@ -277,7 +277,12 @@ class TableKind(ModalityKind):
 
     def to_frame(self, modality: str, data: ModalityData, rows: np.ndarray) -> dict[str, list[Any]]:
         part = self.raw(data, rows)
-        return {f"{modality}.{c}": list(part[c].to_numpy()) for c in part.columns}
+        # Numbers as float64 whatever the kind holds them in: the input frame's schema (and MLflow's, which
+        # refuses to narrow a double column) does not depend on the in-memory float type.
+        return {
+            f"{modality}.{c}": list(part[c].to_numpy(np.float64) if part[c].dtype == np.float32 else part[c].to_numpy())
+            for c in part.columns
+        }
 
     def from_frame(self, modality: str, description: dict[str, Any], frame: pd.DataFrame) -> tuple[Any, np.ndarray]:
         columns = self.frame_columns(modality, description)
@@ -394,7 +399,7 @@ class TableKind(ModalityKind):
                     background=background,
                     output_index=int(k),
                     patient_index=rows,
-                    seed=context.seed,
+                    seed=context.seed + fold,  # each fold model draws its own orders and samples
                 )
                 result = self._attribute(context, view, inputs[context.modality].numpy(), rows, common)
                 base = pd.Series(result.base_values, index=result.patient_index)
@@ -447,6 +452,9 @@ class TabularKind(TableKind):
 
     def _attribute(self, context: ExplainContext, view: Any, x: np.ndarray, rows: np.ndarray, common: dict) -> Any:
         fitted = view.fitted[context.modality]
+        # shap's per-patient budget for one model, shared by the fold models: the reported attribution is their
+        # mean, whose sampling variance is then that of one model explained with the whole budget.
+        budget = max(500, 10 * x.shape[1] + 1)
         return tabular_attributions(
             view.model,
             context.modality,
@@ -454,6 +462,7 @@ class TabularKind(TableKind):
             feature_groups=fitted.groups,
             raw_values=self.raw(context.data, rows),
             feature_names=fitted.feature_names,
+            max_evals=-(-budget // len(context.folds)),
             **common,
         )
 
