@@ -19,6 +19,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from clinfuse.concordance import harrell_c_weighted
+
 TIED_TOL = 1e-8
 # Largest temporary array (cells) one block may allocate; keeps 2^M coalitions x resamples x patients bounded.
 _BLOCK_CELLS = 4_000_000
@@ -181,7 +183,9 @@ def harrell_c(risk: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarr
     """Harrell's C-index per coalition (scikit-survival's ``concordance_index_censored``).
 
     A pair (i, j) is comparable when i had the event and either ``t_i < t_j``, or ``t_i == t_j`` and j was
-    censored; it is concordant when ``risk_i > risk_j`` and counts one half when the risks tie.
+    censored; it is concordant when ``risk_i > risk_j`` and counts one half when the risks tie. Counted by
+    :func:`clinfuse.concordance.harrell_c_weighted` in O(n log n) per weight row (the n x n pair matrix this
+    replaced took 4 GB and minutes per validation fold at 10^5 patients).
 
     Args:
         risk: ``(n, C)`` predicted risk of every coalition (higher = earlier event).
@@ -192,23 +196,5 @@ def harrell_c(risk: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarr
     Returns:
         ``(resamples, C)``; NaN for a weight row without a comparable pair.
     """
-    event = event.astype(bool)
-    comparable = event[:, None] & (
-        (time[:, None] < time[None, :]) | ((time[:, None] == time[None, :]) & ~event[None, :])
-    )
-    rows = np.flatnonzero(comparable.any(axis=1))
-    n, n_coalitions = risk.shape
-    out = np.full((w.shape[0], n_coalitions), np.nan)
-    if rows.size == 0:
-        return out
-    comparable = comparable[rows].astype(float)
-    w_rows = w[:, rows]
-    den = np.einsum("bi,bi->b", w_rows @ comparable, w)
-    for cols in _blocks(n_coalitions, (len(rows) + w.shape[0]) * n):
-        diff = risk[rows, cols].T[:, :, None] - risk[:, cols].T[:, None, :]
-        scores = np.where(np.abs(diff) <= TIED_TOL, 0.5, (diff > 0).astype(float)) * comparable
-        # (resamples, rows) x (coalitions, rows, n) -> (resamples, coalitions, n), then weight the second patient.
-        num = np.einsum("bcj,bj->bc", np.tensordot(w_rows, scores, axes=([1], [1])), w)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, cols] = np.where(den[:, None] > 0, num / den[:, None], np.nan)
-    return out
+    columns = [harrell_c_weighted(time, event, risk[:, c], w, tied_tol=TIED_TOL) for c in range(risk.shape[1])]
+    return np.stack(columns, axis=1)

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-TIED_TOL = 1e-8
+from clinfuse.concordance import TIED_TOL, ComparablePairs, TimeOrder, safe_div, suffix_sum
+
 IBS_POINTS = 100
 
 
@@ -61,131 +62,6 @@ def cox_ph_loss(risk: Tensor, time: Tensor, event: Tensor) -> Tensor:
     return -log_lik.sum() / n_events
 
 
-def _safe_div(num: np.ndarray, den: np.ndarray, fill: float = np.nan) -> np.ndarray:
-    """``num / den`` with ``fill`` where the denominator is not positive (NaN: the metric is undefined)."""
-    out = np.full(np.broadcast_shapes(np.shape(num), np.shape(den)), fill)
-    np.divide(num, den, out=out, where=np.asarray(den) > 0)
-    return out
-
-
-def _suffix_sum(values: np.ndarray) -> np.ndarray:
-    """Sum from each column to the last, ``(rows, k) -> (rows, k)``."""
-    return np.cumsum(values[:, ::-1], axis=1)[:, ::-1]
-
-
-class _TimeOrder:
-    """Patients sorted by follow-up time, events before censorings at one time, grouped by distinct time.
-
-    Args:
-        time: follow-up times, shape ``(n,)``.
-        event: event indicators (bool), shape ``(n,)``.
-    """
-
-    def __init__(self, time: np.ndarray, event: np.ndarray) -> None:
-        self.order = np.lexsort((~event, time))
-        self.time = time[self.order]
-        self.event = event[self.order]
-        new = np.r_[True, self.time[1:] != self.time[:-1]]
-        self.starts = np.flatnonzero(new)
-        self.times = self.time[self.starts]
-        self.group_sorted = np.cumsum(new) - 1
-        self.group = np.empty(len(time), dtype=np.int64)
-        self.group[self.order] = self.group_sorted
-
-    def group_sums(self, values_sorted: np.ndarray) -> np.ndarray:
-        """Sums over each distinct time of columns in time order, ``(rows, n) -> (rows, times)``."""
-        return np.add.reduceat(values_sorted, self.starts, axis=1)
-
-    def censoring_survival(self, w: np.ndarray) -> np.ndarray:
-        """Kaplan-Meier censoring survival G just after each distinct time, ``(rows, times)``.
-
-        Events at a time leave the risk set before the censorings there (scikit-survival's convention).
-        """
-        w_sorted = w[:, self.order]
-        total = self.group_sums(w_sorted)
-        events = self.group_sums(w_sorted * self.event)
-        censored = total - events
-        at_risk = _suffix_sum(total)
-        ratio = np.where(censored > 0, _safe_div(censored, at_risk - events), 0.0)
-        return np.cumprod(1.0 - ratio, axis=1)
-
-    def index_at(self, times: np.ndarray) -> np.ndarray:
-        """Index of the last distinct time ``<= times`` (-1 before the first): where a step function stands."""
-        return np.searchsorted(self.times, times, side="right") - 1
-
-
-class _ComparablePairs:
-    """Weighted counts over the pairs Harrell's C compares, O(n log n) per weight row.
-
-    Event i is compared with every j that left later (``t_j > t_i``) or was censored at ``t_i``. In time order
-    with events first at each time, that set is a suffix; reversed, it is a prefix of length ``m_i``. The sums
-    "over a prefix, of patients with risk below a threshold" are two-dimensional dominance sums: the prefix is
-    cut into aligned blocks of 2^k patients, one per set bit k of ``m_i`` as in a Fenwick tree, and at each
-    level the patients are sorted by risk within their block, so one cumulative sum per level and two lookups
-    per event answer every query. Sort orders and lookups depend on times and risks only and are built once.
-
-    Args:
-        order: the patients' time order.
-        risk: predicted risks, shape ``(n,)``.
-        tied_tol: risks closer than this count as tied.
-    """
-
-    def __init__(self, order: _TimeOrder, risk: np.ndarray, tied_tol: float) -> None:
-        n = len(risk)
-        events_per_time = np.add.reduceat(order.event.astype(np.int64), order.starts)
-        # Forward position of the first patient an event is compared with: past its time's events.
-        first_comparable = (order.starts + events_per_time)[order.group_sorted]
-        event_pos = np.flatnonzero(order.event)
-        self.events = order.order[event_pos]
-        self.reversed = order.order[::-1]
-        self.prefix = n - first_comparable[event_pos]
-        values = np.unique(risk)
-        rank = np.searchsorted(values, risk[self.reversed])
-        below = np.searchsorted(values, risk[self.events] - tied_tol, side="left")
-        upto = np.searchsorted(values, risk[self.events] + tied_tol, side="right")
-        span = len(values) + 1
-        position = np.arange(n)
-        self.levels: list[tuple[np.ndarray, ...]] = []
-        for k in range(int(n).bit_length()):
-            sel = np.flatnonzero((self.prefix >> k) & 1)
-            if sel.size == 0:
-                continue
-            block = (self.prefix[sel] >> k) - 1
-            key = (position >> k) * span + rank
-            perm = np.argsort(key)
-            key = key[perm]
-            # Blocks before `block` are full, so the block starts at block * 2^k in the sorted order too.
-            self.levels.append(
-                (
-                    perm,
-                    sel,
-                    block << k,
-                    np.searchsorted(key, block * span + below[sel]),
-                    np.searchsorted(key, block * span + upto[sel]),
-                )
-            )
-
-    def sums(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Weights of the patients compared with each event (``self.events`` order), each ``(rows, events)``.
-
-        Returns:
-            ``(lower, tied, comparable)``: those with a lower risk (beyond the tolerance), those with a tied
-            risk, and all of them.
-        """
-        w_rev = w[:, self.reversed]
-        rows = w.shape[0]
-        lower = np.zeros((rows, len(self.events)))
-        upto = np.zeros_like(lower)
-        cum = np.zeros((rows, w.shape[1] + 1))
-        for perm, sel, start, below_idx, upto_idx in self.levels:
-            np.cumsum(w_rev[:, perm], axis=1, out=cum[:, 1:])
-            first = cum[:, start]
-            lower[:, sel] += cum[:, below_idx] - first
-            upto[:, sel] += cum[:, upto_idx] - first
-        np.cumsum(w_rev, axis=1, out=cum[:, 1:])
-        return lower, upto - lower, cum[:, self.prefix]
-
-
 class SurvivalScorer:
     """The survival metrics of one set of predictions, for any number of patient-weight rows.
 
@@ -209,8 +85,8 @@ class SurvivalScorer:
         self._undefined = not (self.event.any() and np.isfinite(self.risk).all() and np.isfinite(self.time).all())
         if self._undefined:
             return
-        self._order = _TimeOrder(self.time, self.event)
-        self._pairs = _ComparablePairs(self._order, self.risk, tied_tol)
+        self._order = TimeOrder(self.time, self.event)
+        self._pairs = ComparablePairs(self._order, self.risk, tied_tol)
         # The AUC sorts risks descending and, like scikit-survival, merges runs whose neighbours are tied.
         self._by_risk = np.argsort(-self.risk, kind="stable")
         sorted_risk = self.risk[self._by_risk]
@@ -234,13 +110,13 @@ class SurvivalScorer:
         events = self._pairs.events
         w_events = w[:, events]
         concordant = lower + 0.5 * tied
-        c_index = _safe_div((w_events * concordant).sum(axis=1), (w_events * comparable).sum(axis=1))
+        c_index = safe_div((w_events * concordant).sum(axis=1), (w_events * comparable).sum(axis=1))
         g_events = g_own[:, events]
         early = self.time[events] < self.horizon
         # A drawn early event with G(t_i) = 0 would need an infinite weight (scikit-survival raises there).
         undefined = ((w_events > 0) & early & (g_events <= 0)).any(axis=1)
-        ipcw = np.where(early, _safe_div(w_events, g_events**2, fill=0.0), 0.0)
-        uno_c = _safe_div((ipcw * concordant).sum(axis=1), (ipcw * comparable).sum(axis=1))
+        ipcw = np.where(early, safe_div(w_events, g_events**2, fill=0.0), 0.0)
+        uno_c = safe_div((ipcw * concordant).sum(axis=1), (ipcw * comparable).sum(axis=1))
         uno_c[undefined] = np.nan
         return {
             "c_index": c_index,
@@ -267,13 +143,13 @@ class SurvivalScorer:
         if g_own is None:
             g_own = self._order.censoring_survival(w)[:, self._order.group]
         undefined = ((w > 0) & case & (g_own <= 0)).any(axis=1)
-        case_w = np.where(case, _safe_div(w, g_own, fill=0.0), 0.0)
+        case_w = np.where(case, safe_div(w, g_own, fill=0.0), 0.0)
         cases = np.add.reduceat(case_w[:, self._by_risk], self._risk_starts, axis=1)
         controls = np.add.reduceat((w * control)[:, self._by_risk], self._risk_starts, axis=1)
         n_controls = controls.sum(axis=1)
         # Risks descend, so the controls ranked below a group are those of the later groups.
         below = n_controls[:, None] - np.cumsum(controls, axis=1)
-        auc = _safe_div((cases * (below + 0.5 * controls)).sum(axis=1), cases.sum(axis=1) * n_controls)
+        auc = safe_div((cases * (below + 0.5 * controls)).sum(axis=1), cases.sum(axis=1) * n_controls)
         auc[undefined] = np.nan
         return auc
 
@@ -288,14 +164,14 @@ class SurvivalScorer:
         w_sorted = w[:, order.order]
         events = w_sorted * order.event
         deaths = order.group_sums(events)
-        at_risk = _suffix_sum(order.group_sums(w_sorted * self._relative_hazard))
-        hazard = np.cumsum(_safe_div(deaths, at_risk, fill=0.0), axis=1)
+        at_risk = suffix_sum(order.group_sums(w_sorted * self._relative_hazard))
+        hazard = np.cumsum(safe_div(deaths, at_risk, fill=0.0), axis=1)
         at_grid = order.index_at(grid)  # >= 0: the grid starts at the first time
         hazard_grid = hazard[:, at_grid]
         # scikit-survival gives a zero censoring survival an infinite inverse weight, i.e. weight 0.
-        control_w = _safe_div(1.0, censoring[:, at_grid], fill=0.0)
+        control_w = safe_div(1.0, censoring[:, at_grid], fill=0.0)
         event_cols = np.flatnonzero(order.event)
-        case_w = _safe_div(events[:, event_cols], censoring[:, order.group_sorted[event_cols]], fill=0.0)
+        case_w = safe_div(events[:, event_cols], censoring[:, order.group_sorted[event_cols]], fill=0.0)
         case_hazard = self._relative_hazard[event_cols]
         n_cases = np.searchsorted(order.time[event_cols], grid, side="right")
         n_past = np.searchsorted(order.time, grid, side="right")
@@ -306,7 +182,7 @@ class SurvivalScorer:
             case_part = (case_w[:, : n_cases[k]] * survival_sq).sum(axis=1)
             died = np.expm1(-h * self._relative_hazard[n_past[k] :]) ** 2
             brier[:, k] = case_part + (w_sorted[:, n_past[k] :] * died).sum(axis=1) * control_w[:, k]
-        brier = _safe_div(brier, w.sum(axis=1)[:, None])
+        brier = safe_div(brier, w.sum(axis=1)[:, None])
         area = (0.5 * (brier[:, 1:] + brier[:, :-1]) * np.diff(grid)).sum(axis=1)
         ibs = area / (grid[-1] - grid[0])
         ibs[deaths.sum(axis=1) <= 0] = np.nan
