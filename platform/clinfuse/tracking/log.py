@@ -22,6 +22,8 @@ import mlflow.data
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import PandasDataset
+from mlflow.types import ColSpec, Schema
+from mlflow.types.utils import _infer_pandas_column
 
 import clinfuse
 from clinfuse.config import flatten
@@ -225,9 +227,20 @@ def log_cohort_datasets(
                 digest=sha256(f"{digest}:{name}".encode()).hexdigest()[:16],
                 targets=targets,
             )
+            # PandasDataset.schema is a cached property that tests every cell for missing values in Python
+            # (over 5 min for 10^5 patients x 2,000 genes); the same schema, computed column-wise, fills the cache.
+            dataset.__dict__["schema"] = _schema(df)
         mlflow.log_input(dataset, context=context, tags={"modality": name, "cohort_hash": digest[:16]})
         datasets.append(dataset)
     return datasets
+
+
+def _schema(frame: pd.DataFrame) -> Schema:
+    """MLflow's inferred schema of ``frame`` (its own column-type inference), with ``required`` found per column."""
+    missing = frame.isna().any()
+    return Schema(
+        [ColSpec(type=_infer_pandas_column(frame[c]), name=c, required=not bool(missing[c])) for c in frame.columns]
+    )
 
 
 def log_artifacts_dir(path: str | Path, artifact_path: str | None = None) -> None:
