@@ -166,6 +166,9 @@ def benchmark_registry_scale(
 _FULL = {"epochs": 3, "folds": 3, "genes": 2000, "clinical": 30, "max_explained": 200, "classical": True}
 
 
+_MEASURABLE_S = 1.0
+
+
 def summarise(runs: list[dict]) -> dict[str, Any]:
     """Growth exponents (smallest to largest size), the four targets and the dominating stage of ``runs``."""
     sizes = [r["patients"] for r in runs]
@@ -177,10 +180,19 @@ def summarise(runs: list[dict]) -> dict[str, Any]:
         else float("nan")
         for short in [*STAGES.values(), "run"]
     }
+    # The same slopes in process CPU seconds (when recorded): the other jobs on a shared machine move wall time.
+    cpu_exponents = {
+        short: _exponent(runs[0].get(f"{short}_cpu_s", math.nan), runs[-1].get(f"{short}_cpu_s", math.nan), ratio)
+        for short in STAGES.values()
+        if len(sizes) > 1
+    }
     largest = runs[-1]
     checks = {
         "all_stages_within_nlogn": all(
-            not e > nlogn + 0.05 for k, e in exponents.items() if k not in ("run", "modality_shapley", "classical")
+            not e > nlogn + 0.05
+            for k, e in exponents.items()
+            # A stage under a second at the largest size (caching of tables: a no-op) has no measurable growth.
+            if k not in ("run", "modality_shapley", "classical") and largest[f"{k}_s"] >= _MEASURABLE_S
         ),
         "explain_report_below_train": all(r["explain_s"] + r["report_s"] < r["train_s"] for r in runs),
         "peak_below_8_gib": max(r["peak_rss_mib"] for r in runs) / 1024 < 8,
@@ -197,6 +209,7 @@ def summarise(runs: list[dict]) -> dict[str, Any]:
         "sizes": sizes,
         "runs": runs,
         "growth_exponents": exponents,
+        "growth_exponents_cpu": cpu_exponents,
         "nlogn_exponent": nlogn,
         **checks,
         "targets_missed": sum(not ok for ok in checks.values()),
