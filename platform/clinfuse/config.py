@@ -57,6 +57,8 @@ class FusionConfig(_Strict):
         hidden: width of the fusion head's hidden layer.
         dropout: dropout in the head.
         kronecker: gated only: fuse with the Kronecker product of (gated, 1-augmented) embeddings.
+        skip: gated only: add a gated linear read-out of each embedding to the head's logits (Pathomic
+            Fusion's skip connection).
         late_combine: late only: ``mean`` of per-modality logits or a ``learned`` weighting.
         attention_heads: attention only: heads of the transformer encoder.
         attention_layers: attention only: layers of the transformer encoder.
@@ -66,6 +68,7 @@ class FusionConfig(_Strict):
     hidden: int = Field(64, gt=0)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     kronecker: bool = False
+    skip: bool = True
     late_combine: Literal["mean", "learned"] = "mean"
     attention_heads: int = Field(2, gt=0)
     attention_layers: int = Field(1, gt=0)

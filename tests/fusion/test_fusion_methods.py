@@ -130,3 +130,28 @@ def test_learns_a_signal_carried_by_one_modality(config: FusionConfig) -> None:
     assert ((full > 0).float() == test_y).float().mean() > 0.85
     # Without the informative modality, held-out patients are close to chance.
     assert ((without_rna > 0).float() == test_y).float().mean() < 0.7
+
+
+def test_gated_skip_adds_a_gated_linear_read_out_of_each_embedding() -> None:
+    """With the MLP head silenced, the logits are exactly sum_m gate_m * w_m . e_m (the Pathomic skip path)."""
+    model = make_model("gated").eval()
+    fusion = model.head
+    assert fusion.skip is not None
+    with torch.no_grad():
+        fusion.head[-1].weight.zero_()
+        fusion.head[-1].bias.zero_()
+        present = mixed_presence()
+        embeddings = model.encode(make_batch(), present)
+        out = model.fuse(embeddings, present)
+        filled = [
+            torch.where(present[:, i : i + 1], embeddings[m], model.missing[m].expand_as(embeddings[m]))
+            for i, m in enumerate(model.modalities)
+        ]
+        expected = sum(out.gates[:, i : i + 1] * fusion.skip[i](e) for i, e in enumerate(filled))
+    torch.testing.assert_close(out.logits, expected)
+
+
+def test_gated_without_skip_has_no_read_out() -> None:
+    torch.manual_seed(0)
+    model = build_model(make_specs(), FusionConfig(method="gated", skip=False), 1)
+    assert model.head.skip is None

@@ -42,13 +42,22 @@ class GatedFusion(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         fused = math.prod(w + 1 for w in widths) if self.kronecker else sum(widths)
         self.head = mlp_head(fused, config.hidden, n_outputs, config.dropout)
+        # Pathomic Fusion's skip connection, as a gated linear read-out of each raw embedding: an additive
+        # path the optimiser finds first on small cohorts, with the MLP head left for interactions.
+        self.skip = (
+            nn.ModuleList(nn.Linear(d, n_outputs, bias=False) for d in embed_dims) if config.skip else None
+        )
 
     def forward(self, embeddings: list[torch.Tensor], present: torch.Tensor) -> FusionOutput:
         """Fuse filled embeddings ``[(B, D_m)]``; returns logits and gates ``(B, M)`` in [0, 1]."""
         gates = self.gate(torch.cat(embeddings, dim=1))
         gated = [gates[:, i : i + 1] * t(e) for i, (t, e) in enumerate(zip(self.transforms, embeddings, strict=True))]
         fused = _kronecker(gated) if self.kronecker else torch.cat(gated, dim=1)
-        return FusionOutput(self.head(self.dropout(fused)), gates)
+        logits = self.head(self.dropout(fused))
+        if self.skip is not None:
+            for i, (read_out, e) in enumerate(zip(self.skip, embeddings, strict=True)):
+                logits = logits + gates[:, i : i + 1] * read_out(e)
+        return FusionOutput(logits, gates)
 
 
 def _kronecker_width(n_modalities: int) -> int:
