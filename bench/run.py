@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import benchmark_accuracy  # noqa: E402
 from cohort_check import benchmark_cohort_check  # noqa: E402
 from common import device_name  # noqa: E402
+from demo_comparison import benchmark_demo_comparison  # noqa: E402
 from modality_shapley import benchmark_modality_shapley  # noqa: E402
 from registry_scale import benchmark_registry_scale  # noqa: E402
 from throughput import benchmark_throughput  # noqa: E402
@@ -88,6 +89,15 @@ BENCHMARKS: dict[str, Benchmark] = {
         0.92,
         True,
         "test AUROC / Bayes AUROC",
+    ),
+    "demo_comparison": Benchmark(
+        benchmark_demo_comparison,
+        {"patients": 800, "size": 24},
+        {"patients": 40, "size": 8, "compare": [], "epochs": 1},
+        "wall_seconds",
+        600.0,
+        False,
+        "s for configs/demo.yaml's comparison, 800 patients 24³",
     ),
     "registry_scale": Benchmark(
         benchmark_registry_scale,

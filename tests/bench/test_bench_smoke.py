@@ -30,4 +30,9 @@ def test_every_benchmark_runs_at_toy_size() -> None:
     assert details["cohort_check"]["check_problems"] == 0
     assert details["train_memory"]["memory_cache_peak_rss_mib"] > 100
     assert 0.0 < details["accuracy"]["auroc_share_of_bayes"] <= 2.0
+    demo = details["demo_comparison"]
+    assert demo["primary"] == "gated" and demo["best_classical"] in demo["test_auroc"]
+    assert demo["primary_minus_best_classical"] == pytest.approx(
+        demo["test_auroc"]["gated"] - demo["test_auroc"][demo["best_classical"]]
+    )
     assert "throughput" in bench_run.render_table(results)

@@ -181,3 +181,19 @@ def test_two_runs_with_two_workers_and_augmentation_give_identical_metrics(
         outcome = run_experiment(load_config(tmp_path / "workers.yaml"), project_dir=tmp_path)
         metrics.append(json.loads((Path(outcome.run_dir) / "metrics.json").read_text()))
     assert metrics[0] == metrics[1]
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [([16, 16, 16], "cnn"), ([32, 32, 32], "cnn"), ([48, 48, 48], "resnet10"), ([224, 224], "resnet10")],
+)
+def test_default_image_encoder_follows_the_input_size(size: list[int], expected: str) -> None:
+    from types import SimpleNamespace
+
+    from clinfuse.kinds import get_kind
+
+    kind = get_kind("image")
+    fitted = SimpleNamespace(input_shape={"spatial_dims": len(size), "in_channels": 1, "size": size})
+    assert kind.encoder("img", EncoderConfig(embed_dim=4), fitted).name == expected
+    # A configured encoder always wins over the size rule.
+    assert kind.encoder("img", EncoderConfig(name="resnet18", embed_dim=4), fitted).name == "resnet18"

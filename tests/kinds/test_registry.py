@@ -69,7 +69,7 @@ def test_training_items_equal_what_the_logged_model_rebuilds(
     absent = int(np.flatnonzero(~data.present)[0])
     assert float(np.abs(fitted.item(absent).numpy()).sum()) == 0.0
     spec = kind.encoder(modality, EncoderConfig(embed_dim=4, hidden=[8]), fitted)
-    assert spec.name == kind.default_encoder
+    assert spec.name == kind.default_encoder_for(fitted.input_shape)
     frame = pd.DataFrame(kind.to_frame(modality, data, np.arange(cohort.n)))
     assert list(frame.columns) == kind.frame_columns(modality, kind.describe(data, settings))
     raw, found = kind.from_frame(modality, kind.describe(data, settings), frame)

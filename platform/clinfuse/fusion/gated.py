@@ -44,9 +44,7 @@ class GatedFusion(nn.Module):
         self.head = mlp_head(fused, config.hidden, n_outputs, config.dropout)
         # Pathomic Fusion's skip connection, as a gated linear read-out of each raw embedding: an additive
         # path the optimiser finds first on small cohorts, with the MLP head left for interactions.
-        self.skip = (
-            nn.ModuleList(nn.Linear(d, n_outputs, bias=False) for d in embed_dims) if config.skip else None
-        )
+        self.skip = nn.ModuleList(nn.Linear(d, n_outputs, bias=False) for d in embed_dims) if config.skip else None
 
     def forward(self, embeddings: list[torch.Tensor], present: torch.Tensor) -> FusionOutput:
         """Fuse filled embeddings ``[(B, D_m)]``; returns logits and gates ``(B, M)`` in [0, 1]."""

@@ -208,7 +208,8 @@ class ModalityKind(ABC):
         entry_model: pydantic model of its cohort.yaml block (``extra="forbid"``).
         settings_model: pydantic model of ``inputs.<modality>`` in the experiment config.
         encoder_family: the encoder contract its inputs fit (``spatial`` or ``vector``).
-        default_encoder: the registered encoder used when the config names none.
+        default_encoder: the registered encoder used when the config names none (a kind may size it to the
+            input in :meth:`default_encoder_for`).
         attribution: what its feature attributions mean and add up to (shown in reports and docs).
         synthesis_order: kinds are generated in this order by ``cohort synth`` (seeded cohorts stay the same
             when kinds are added).
@@ -286,9 +287,17 @@ class ModalityKind(ABC):
     ) -> Fitted:
         """Fit the preprocessing on the fold's training patients ``train`` (cohort indices) only."""
 
+    def default_encoder_for(self, input_shape: dict[str, Any]) -> str:
+        """The encoder used when the config names none, given the fitted input's shape (``Fitted.input_shape``).
+
+        The class's :attr:`default_encoder` unless a kind sizes its default to the input.
+        """
+        return self.default_encoder
+
     def encoder(self, modality: str, config: EncoderConfig, fitted: Fitted) -> EncoderSpec:
         """The encoder of this modality: its name (the config's or the kind's default) and its arguments."""
-        return encoder_spec(modality, self.encoder_family, self.default_encoder, config, fitted.input_shape)
+        default = self.default_encoder_for(fitted.input_shape)
+        return encoder_spec(modality, self.encoder_family, default, config, fitted.input_shape)
 
     def classical_features(self, fitted: Fitted, indices: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Features a classical model (penalised regression, boosting) reads for patients ``indices``.

@@ -9,6 +9,7 @@ default encoder is a MONAI ResNet; explanations are occlusion saliency maps draw
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -159,6 +160,8 @@ class ImageSettings(KindSettings):
         return ("percentile", *self.intensity.percentile)
 
 
+# Inputs up to this many voxels per channel get the small default encoder (see ImageKind.default_encoder_for).
+SMALL_INPUT_VOXELS = 32**3
 _AXIS_OF = {"L": 0, "R": 0, "P": 1, "A": 1, "I": 2, "S": 2}
 
 
@@ -320,11 +323,22 @@ class ImageKind(ModalityKind):
     settings_model = ImageSettings
     encoder_family = "spatial"
     default_encoder = "resnet10"
+    small_encoder = "cnn"
     synthesis_order = 30
     attribution = (
         "occlusion saliency is the logit drop when a patch around each voxel is occluded; it is a map, it does "
         "not sum to the prediction."
     )
+
+    def default_encoder_for(self, input_shape: dict[str, Any]) -> str:
+        """``cnn`` (0.18 M parameters) for inputs up to 32³ voxels per channel, ``resnet10`` (14 M) above.
+
+        Measured on 800-patient synthetic cohorts at 16³ (``docs/results.md``, "Right-sized defaults"): the
+        small network matched or beat resnet10's test AUROC at a sixth of its CPU time per step; large scans
+        keep the deeper network.
+        """
+        voxels = math.prod(int(v) for v in input_shape.get("size") or [])
+        return self.small_encoder if 0 < voxels <= SMALL_INPUT_VOXELS else self.default_encoder
 
     def load(self, name: str, entry: Any, reader: CohortReader, verify: bool) -> LoadedModality | None:
         frame, ids = reader.table(entry.index, f"modalities.{name}.index")
