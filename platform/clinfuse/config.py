@@ -31,6 +31,8 @@ class EncoderConfig(_Strict):
             tabular: ``mlp``; genomic: ``snn``). ``None`` picks the default for the modality type.
         embed_dim: size of the embedding handed to fusion.
         hidden: hidden layer widths of tabular encoders.
+        linear_skip: tabular/genomic: add a linear map of the inputs to the embedding (wide and deep), so a
+            linear effect needs no hidden layer to pass through.
         dropout: dropout rate inside the encoder (AlphaDropout for ``snn``).
         weights: optional local weights file (loaded with ``weights_only=True``; never downloaded).
         top_k_genes: genomic only: keep the k most variable genes, chosen on training patients of each fold.
@@ -42,6 +44,7 @@ class EncoderConfig(_Strict):
     name: str | None = None
     embed_dim: int = Field(32, gt=0)
     hidden: list[int] = Field(default_factory=lambda: [64])
+    linear_skip: bool = True
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     weights: Path | None = None
     top_k_genes: int | None = Field(1000, gt=0)

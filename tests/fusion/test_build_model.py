@@ -22,7 +22,9 @@ def test_default_encoders_by_kind(gene_mask: np.ndarray) -> None:
     model = build_model(make_specs(gene_mask=gene_mask), FusionConfig(), n_outputs=1)
     defaults = {k: get_kind(k).default_encoder for k in ("image", "tabular", "genomic", "signal")}
     assert defaults == {"image": "resnet10", "tabular": "mlp", "genomic": "snn", "signal": "cnn"}
-    assert isinstance(model.encoders["ct"], ImageEncoder) and isinstance(model.encoders["ct"].backbone, ResNet)
+    # 16x16 images are small inputs: the image kind sizes its default down to the cnn (resnet10 above 32³).
+    assert isinstance(model.encoders["ct"], ImageEncoder) and not isinstance(model.encoders["ct"].backbone, ResNet)
+    assert get_kind("image").default_encoder_for({"size": [64, 64, 64]}) == "resnet10"
     assert isinstance(model.encoders["clinical"], MLPEncoder)
     assert isinstance(model.encoders["rna"], SNNEncoder)
     assert isinstance(model.encoders["rna"].net[0], MaskedLinear)
@@ -110,3 +112,25 @@ def test_modality_dropout_is_reproducible_and_off_at_zero() -> None:
     assert torch.equal(a, b)
     assert not torch.equal(a, present)
     assert torch.equal(modality_dropout(present, 0.0), present)
+
+
+@pytest.mark.parametrize("name", ["mlp", "snn"])
+def test_linear_skip_is_configured_and_old_specs_rebuild_without_it(name: str) -> None:
+    """``linear_skip`` reaches table encoders from the config; a spec saved before the key existed has no skip."""
+    from clinfuse.encoders import EncoderSpec, create_encoder, encoder_spec
+
+    config = EncoderConfig(name=name, embed_dim=4, hidden=[8])
+    spec = encoder_spec("x", "vector", "mlp", config, {"in_features": 5})
+    assert spec.args["linear_skip"] is True
+    torch.manual_seed(0)
+    encoder = create_encoder(spec.name, **spec.args).eval()
+    x = torch.randn(7, 5)
+    with torch.no_grad():
+        assert encoder.skip is not None
+        torch.testing.assert_close(encoder(x), encoder.net(x) + encoder.skip(x))
+    old = EncoderSpec.from_json({"name": name, "args": {k: v for k, v in spec.args.items() if k != "linear_skip"}})
+    assert create_encoder(old.name, **old.args).skip is None
+    off = encoder_spec("x", "vector", "mlp", EncoderConfig(name=name, linear_skip=False), {"in_features": 5})
+    assert create_encoder(off.name, **off.args).skip is None
+    # Image encoders do not take the key at all.
+    assert "linear_skip" not in encoder_spec("x", "spatial", "cnn", EncoderConfig(), {"spatial_dims": 2}).args

@@ -31,6 +31,10 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "vector": ("in_features", "embed_dim", "hidden", "dropout"),
 }
 
+# Config keys passed only to the encoders whose factory takes them (a saved spec without one keeps the factory's
+# default, so models trained before the key existed rebuild as they were trained).
+OPTIONAL_KEYS: tuple[str, ...] = ("linear_skip",)
+
 _REGISTRY: dict[str, tuple[EncoderKind, EncoderFactory]] = {}
 
 
@@ -148,6 +152,9 @@ def encoder_spec(
         **inputs,
     }
     args = {key: known[key] for key in FAMILIES[family] if key in known}
+    for key in OPTIONAL_KEYS:
+        if encoder_accepts(name, key):
+            args[key] = getattr(config, key)
     for key, value in inputs.items():
         if key in FAMILIES[family] or key == "size" or value is None:
             continue

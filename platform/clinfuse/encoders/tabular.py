@@ -29,6 +29,8 @@ class MLPEncoder(nn.Module):
         dropout: dropout rate after each hidden layer.
         activation: ``relu`` or ``gelu``.
         layer_norm: normalise each hidden layer (stable with the small batches of clinical cohorts).
+        linear_skip: add ``Linear(x)`` to the embedding (wide and deep): on small cohorts the network then
+            fits linear effects without routing them through the hidden layers.
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class MLPEncoder(nn.Module):
         dropout: float = 0.0,
         activation: Literal["relu", "gelu"] = "relu",
         layer_norm: bool = True,
+        linear_skip: bool = False,
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
@@ -52,10 +55,12 @@ class MLPEncoder(nn.Module):
             width = h
         layers.append(nn.Linear(width, embed_dim))
         self.net = nn.Sequential(*layers)
+        self.skip = nn.Linear(in_features, embed_dim) if linear_skip else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed features ``(batch, in_features)`` into ``(batch, embed_dim)``."""
-        return self.net(x)
+        out = self.net(x)
+        return out if self.skip is None else out + self.skip(x)
 
 
 class MaskedLinear(nn.Linear):
@@ -90,6 +95,7 @@ class SNNEncoder(nn.Module):
         hidden: widths of the hidden layers (at least one when ``gene_mask`` is given).
         dropout: AlphaDropout rate.
         gene_mask: optional 0/1 array ``(in_features, n_groups)``: gene i belongs to group g.
+        linear_skip: add ``Linear(x)`` over every gene to the embedding (see :class:`MLPEncoder`).
     """
 
     def __init__(
@@ -99,6 +105,7 @@ class SNNEncoder(nn.Module):
         hidden: list[int],
         dropout: float = 0.0,
         gene_mask: np.ndarray | None = None,
+        linear_skip: bool = False,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
@@ -116,10 +123,12 @@ class SNNEncoder(nn.Module):
             width = h
         layers.append(_lecun_linear(width, embed_dim))
         self.net = nn.Sequential(*layers)
+        self.skip = nn.Linear(in_features, embed_dim) if linear_skip else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed genomic features ``(batch, in_features)`` into ``(batch, embed_dim)``."""
-        return self.net(x)
+        out = self.net(x)
+        return out if self.skip is None else out + self.skip(x)
 
 
 def _lecun_linear(in_features: int, out_features: int) -> nn.Linear:
@@ -152,9 +161,11 @@ def mlp(
     dropout: float = 0.0,
     activation: Literal["relu", "gelu"] = "relu",
     layer_norm: bool = True,
+    linear_skip: bool = False,
 ) -> nn.Module:
     """Clinical MLP encoder (see :class:`MLPEncoder`)."""
-    return MLPEncoder(in_features, embed_dim, [64] if hidden is None else hidden, dropout, activation, layer_norm)
+    width = [64] if hidden is None else hidden
+    return MLPEncoder(in_features, embed_dim, width, dropout, activation, layer_norm, linear_skip)
 
 
 @register_encoder("snn", kind="vector")
@@ -164,6 +175,7 @@ def snn(
     hidden: list[int] | None = None,
     dropout: float = 0.0,
     gene_mask: np.ndarray | None = None,
+    linear_skip: bool = False,
 ) -> nn.Module:
     """Genomic self-normalising network (see :class:`SNNEncoder`)."""
-    return SNNEncoder(in_features, embed_dim, [64] if hidden is None else hidden, dropout, gene_mask)
+    return SNNEncoder(in_features, embed_dim, [64] if hidden is None else hidden, dropout, gene_mask, linear_skip)

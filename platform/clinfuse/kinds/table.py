@@ -127,7 +127,7 @@ class TableKind(ModalityKind):
     """What clinical and genomic tables share: reading, fold-fitted sklearn preprocessing, the input frame."""
 
     encoder_family = "vector"
-    encoder_keys = ("name", "embed_dim", "hidden", "dropout", "weights")
+    encoder_keys = ("name", "embed_dim", "hidden", "linear_skip", "dropout", "weights")
     cohort_feature_view = True
     # The float type numeric features are held in from reading on (float32 halves a wide gene table).
     numeric_dtype: type = np.float64
