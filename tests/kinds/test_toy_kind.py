@@ -103,7 +103,7 @@ def toy_kind() -> Iterator[None]:
 
 def _cohort_with_panel(root: Path) -> Path:
     """The synthetic cohort with clinical only, plus a lab panel whose value drives the label."""
-    synthesize_cohort(root, patients=48, seed=2, modalities={"clinical": "tabular"}, weights={"clinical": 0.2})
+    synthesize_cohort(root, patients=96, seed=2, modalities={"clinical": "tabular"}, weights={"clinical": 0.2})
     rng = np.random.default_rng(0)
     labels = pd.read_csv(root / "clinical.csv")
     value = np.where(labels["diagnosis"] == 1, 2.0, -2.0) + rng.normal(0, 0.5, len(labels))
