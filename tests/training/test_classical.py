@@ -169,3 +169,33 @@ def test_default_classical_features_summarise_a_volume_by_statistics_and_a_poole
     grid = matrix[1, 7:].reshape(4, 4, 4)
     assert grid[:2, :2, :2].min() == 8.0 and grid.sum() == 8.0 * 8
     np.testing.assert_array_equal(matrix[0], 0.0)
+
+
+def test_cox_baseline_skips_penalties_that_diverge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gene tables wider than the cohort make sksurv's coordinate descent overflow at small penalties (seen on
+    NKI70 and GSE7390): the baseline keeps the penalties that fit, and says so in one line when none does."""
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+    from sksurv.util import Surv
+
+    from clinfuse.training.classical import ClassicalFitError, make_estimator
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((80, 6))
+    time = rng.exponential(10.0 * np.exp(-x[:, 0]))
+    y = Surv.from_arrays(rng.random(80) < 0.7, time)
+    original = CoxnetSurvivalAnalysis.fit
+    floor = {"alpha": 0.05}
+
+    def diverging_fit(self, x, y):  # type: ignore[no-untyped-def]
+        fitted = original(self, x, y)
+        if float(np.min(fitted.alphas_)) < floor["alpha"]:
+            raise ArithmeticError("Numerical error, because weights are too large. Consider increasing alpha.")
+        return fitted
+
+    monkeypatch.setattr(CoxnetSurvivalAnalysis, "fit", diverging_fit)
+    model = make_estimator("cox_regression", "survival", 0, y).fit(x, y)
+    assert float(model.best_.named_steps["coxnetsurvivalanalysis"].alphas_[0]) >= floor["alpha"]
+    assert np.isfinite(model.decision_function(x)).all()
+    floor["alpha"] = np.inf
+    with pytest.raises(ClassicalFitError, match="compare_classical: false"):
+        make_estimator("cox_regression", "survival", 0, y).fit(x, y)

@@ -23,6 +23,7 @@ import numpy as np
 
 from clinfuse.cohort import Cohort, Splits
 from clinfuse.config import ExperimentConfig
+from clinfuse.errors import ClinfuseError
 from clinfuse.training.data import FoldInputs, fit_fold_inputs
 from clinfuse.training.loop import FoldResult, Predictions, evaluate_scores, scores_from_logits
 from clinfuse.training.metrics import choose_threshold
@@ -109,6 +110,14 @@ def combine_blocks(features: FoldFeatures, blocks: dict[str, np.ndarray], presen
     return np.concatenate(parts, axis=1)
 
 
+# Shortest penalty path tried last: the smallest penalty as a share of the largest (sksurv's alpha_min_ratio).
+_ALPHA_MIN_RATIOS = (0.01, 0.05, 0.2, 0.5)
+
+
+class ClassicalFitError(ClinfuseError):
+    """A classical baseline cannot be fitted on these data."""
+
+
 def _linear(task: str, seed: int, n_train: int, y_train: np.ndarray) -> Any:
     from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
@@ -142,12 +151,41 @@ class _CoxnetCV:
         with warnings.catch_warnings():
             # The largest penalties of the path zero every coefficient by design; sksurv warns about each.
             warnings.simplefilter("ignore", UserWarning)
-            path = clone(self.pipeline).fit(x, y)
+            path = self._path(x, y)
             alphas = path.named_steps["coxnetsurvivalanalysis"].alphas_
             grid = {"coxnetsurvivalanalysis__alphas": [[a] for a in alphas]}
-            search = GridSearchCV(self.pipeline, grid, cv=self.inner, error_score=0.5)
-            self.best_ = search.fit(x, y).best_estimator_
-        return self
+            search = GridSearchCV(self.pipeline, grid, cv=self.inner, error_score=0.5, refit=False).fit(x, y)
+            # Refitted here rather than by the search: the best penalty on the inner folds can still diverge on
+            # all training rows, and then the next best (in inner-CV order) is used.
+            order = np.argsort(-np.nan_to_num(search.cv_results_["mean_test_score"], nan=-np.inf), kind="stable")
+            for index in order:
+                try:
+                    self.best_ = clone(self.pipeline).set_params(**search.cv_results_["params"][index]).fit(x, y)
+                    return self
+                except ArithmeticError:
+                    continue
+        raise ClassicalFitError(
+            f"elastic-net Cox diverged on {len(x)} training patients x {x.shape[1]} features at every penalty "
+            "chosen by inner cross-validation; set compare_classical: false or reduce the features (top_k_genes)"
+        )
+
+    def _path(self, x: np.ndarray, y: np.ndarray) -> Any:
+        """The penalty path, cut short of the small penalties at which the fit diverges.
+
+        With many more columns than patients (gene tables), coordinate descent overflows at the path's
+        smallest penalties (sksurv's "weights are too large"); a shorter path keeps the well-posed part.
+        """
+        from sklearn.base import clone
+
+        for ratio in _ALPHA_MIN_RATIOS:
+            try:
+                return clone(self.pipeline).set_params(coxnetsurvivalanalysis__alpha_min_ratio=ratio).fit(x, y)
+            except ArithmeticError:
+                continue
+        raise ClassicalFitError(
+            f"elastic-net Cox diverged on {len(x)} training patients x {x.shape[1]} features at every penalty "
+            "down to alpha_min_ratio 0.5; set compare_classical: false or reduce the features (top_k_genes)"
+        )
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         return self.best_.predict(x)
