@@ -146,11 +146,14 @@ class _CoxnetCV:
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> _CoxnetCV:
         from sklearn.base import clone
+        from sklearn.exceptions import FitFailedWarning
         from sklearn.model_selection import GridSearchCV
 
         with warnings.catch_warnings():
-            # The largest penalties of the path zero every coefficient by design; sksurv warns about each.
+            # The largest penalties of the path zero every coefficient by design; sksurv warns about each. Inner
+            # fits that diverge at small penalties are expected on wide tables and scored as chance (error_score).
             warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FitFailedWarning)
             path = self._path(x, y)
             alphas = path.named_steps["coxnetsurvivalanalysis"].alphas_
             grid = {"coxnetsurvivalanalysis__alphas": [[a] for a in alphas]}
