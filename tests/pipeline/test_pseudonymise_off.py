@@ -38,7 +38,9 @@ def test_run_without_pseudonyms_finishes_and_keeps_raw_ids(tmp_path: Path) -> No
     assert predictions["patient"].str.match(r"^S\d{4}$").all()
     # Every model of the comparison has its test predictions, on the same patients.
     models = ["gated", "concat", "clinical_only", "genomic_only", "logistic_regression", "gradient_boosting"]
-    assert list(dict.fromkeys(predictions["model"])) == models
+    found = list(dict.fromkeys(predictions["model"]))
+    # Ablation rows (``gated_without_<m>``) join only when SAGE flags a modality, which a 1-epoch model may or may not.
+    assert [m for m in found if not m.startswith("gated_without_")] == models
     per_model = predictions.groupby("model")["patient"].apply(frozenset)
     assert per_model.nunique() == 1 and len(per_model.iloc[0]) == predictions["model"].value_counts().iloc[0]
     # Identifier-column values (mrn) are still never written, even with pseudonyms off.
