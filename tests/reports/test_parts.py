@@ -110,3 +110,24 @@ def test_modality_summary_layouts_agree() -> None:
     nested = {"interactions": {"img": {"img": 0.4, "clin": 0.1}, "clin": {"img": 0.1, "clin": -0.35}}}
     assert interactions(matrix) == interactions(nested) == (["img", "clin"], [[0.4, 0.1], [0.1, -0.35]])
     assert per_class({"by_true_class": {"0": statistic_major}}, "true")["0"]["clin"]["mean_phi"] == -0.25
+
+
+def test_beeswarm_of_a_feature_never_recorded_warns_nothing() -> None:
+    """A feature missing for every explained patient (e.g. a lab nobody in the test set had) draws without numpy's
+    all-NaN warning reaching the console of a run."""
+    import warnings
+
+    import numpy as np
+    import shap
+
+    from clinfuse.reports.section_features import beeswarm_figure
+
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((30, 3))
+    data = rng.standard_normal((30, 3))
+    data[:, 1] = np.nan
+    explanation = shap.Explanation(values=values, data=data, feature_names=["age", "crp", "bmi"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = beeswarm_figure(explanation, "clinical")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()]

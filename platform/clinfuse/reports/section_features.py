@@ -7,6 +7,8 @@ occlusion of a signal does not); the report never compares kind names.
 
 from __future__ import annotations
 
+import warnings
+
 import shap
 from matplotlib.figure import Figure
 
@@ -30,7 +32,11 @@ def beeswarm_figure(explanation: shap.Explanation, title: str, max_display: int 
     rows = min(max_display, explanation.shape[1])
     fig = Figure(figsize=(8, 0.4 * rows + 1.6), layout="constrained")
     ax = fig.add_subplot()
-    shap.plots.beeswarm(explanation, max_display=max_display, ax=ax, show=False, plot_size=None)
+    with warnings.catch_warnings():
+        # A feature with no recorded value among the explained patients is drawn grey by shap, after numpy
+        # warns about the all-NaN colour range; the figure says what it needs to.
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        shap.plots.beeswarm(explanation, max_display=max_display, ax=ax, show=False, plot_size=None)
     ax.set_title(title, fontsize=11)
     return fig
 
