@@ -38,7 +38,8 @@ from clinfuse.tracking import (
     setup_tracking,
     tracked_run,
 )
-from clinfuse.tracking.models import download_model, model_run_id, model_uri_of, use_store
+from clinfuse.tracking.models import download_model, model_run_id, model_uri_of
+from clinfuse.tracking.store import use_store
 from clinfuse.training.inference import FoldEnsemble, ensemble_inputs, ensemble_logits, model_from_spec, output_frame
 from clinfuse.training.loop import evaluate_scores, scores_from_logits
 from clinfuse.training.metrics import bootstrap_all, calibration_intercept_slope

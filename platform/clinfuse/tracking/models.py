@@ -7,7 +7,6 @@ so the bundled copy of clinfuse never shadows the installed one).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -20,16 +19,6 @@ from clinfuse.errors import RunError
 MODEL_NAME = "model"
 CANDIDATE_ALIAS = "candidate"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def use_store(tracking_uri: str) -> None:
-    """Point MLflow at ``tracking_uri`` for look-ups, leaving ``MLFLOW_TRACKING_URI`` as it was."""
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri)
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
 def model_uri_of(model: str) -> str:

@@ -93,18 +93,23 @@ def setup_tracking(tracking_uri: str, experiment: str) -> str:
         ) from None
 
 
+def use_store(tracking_uri: str) -> None:
+    """Point MLflow at ``tracking_uri`` for this process, leaving ``MLFLOW_TRACKING_URI`` as it was."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    # MLflow also exports the URI as MLFLOW_TRACKING_URI; left there, resolve_tracking_uri would send every
+    # later run in this process (another project, a notebook) to this store, so the environment is restored.
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
 def _setup_tracking(tracking_uri: str, experiment: str) -> str:
     artifact_root = local_artifact_root(tracking_uri)
     if artifact_root is not None:
         artifact_root.parent.mkdir(parents=True, exist_ok=True)
-    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri)
-    # MLflow also exports the URI as MLFLOW_TRACKING_URI; left there, resolve_tracking_uri would send every
-    # later run in this process (another project, a notebook) to this store, so the environment is restored.
-    if previous_env is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous_env
+    use_store(tracking_uri)
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
