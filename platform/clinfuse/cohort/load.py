@@ -289,12 +289,7 @@ def _unlabelled(
         return None
     loaded: dict[str, LoadedModality] = {k: v for k, v in parts.items() if v is not None}
     patient_ids = sorted(set().union(*(part.ids for part in loaded.values())))
-    presence = np.array([[pid in part.ids for part in loaded.values()] for pid in patient_ids], dtype=bool)
-    presence = presence.reshape(len(patient_ids), len(loaded))
-    modalities = {
-        name: _align(name, spec.modalities[name], part, patient_ids, column.copy())
-        for (name, part), column in zip(loaded.items(), presence.T, strict=True)
-    }
+    presence, modalities = _aligned(spec, loaded, patient_ids)
     classes = [str(c) for c in spec.label.classes or []]
     return Cohort(
         spec=spec,
@@ -330,8 +325,7 @@ def _assemble(
         exclusions.append(Exclusion(spec.label.table, "in a modality table but not in the label table", len(outside)))
     for part in parts.values():
         exclusions += part.exclusions
-    presence = np.array([[pid in part.ids for part in parts.values()] for pid in patient_ids], dtype=bool)
-    presence = presence.reshape(len(patient_ids), len(parts))
+    presence, modalities = _aligned(spec, parts, patient_ids)
     row_of = {pid: i + 1 for i, pid in enumerate(label_ids) if isinstance(pid, str)}
     orphans = sorted(row_of[pid] for pid, has in zip(patient_ids, presence.any(axis=1), strict=True) if not has)
     if orphans:
@@ -339,10 +333,6 @@ def _assemble(
             f"{spec.label.table}: patient with no modality at {rows_text(orphans)} (no row with data in any "
             "modality table or file index); add their data or remove the rows"
         )
-    modalities = {
-        name: _align(name, spec.modalities[name], part, patient_ids, column.copy())
-        for (name, part), column in zip(parts.items(), presence.T, strict=True)
-    }
     classes = labels.classes
     index = {c: i for i, c in enumerate(classes)}
     y = np.array(
@@ -369,6 +359,19 @@ def _assemble(
         time=time,
         details={name: part.details for name, part in parts.items()},
     )
+
+
+def _aligned(
+    spec: CohortSpec, parts: dict[str, LoadedModality], patient_ids: list[str]
+) -> tuple[np.ndarray, dict[str, ModalityData]]:
+    """The ``(patients, modalities)`` presence matrix and each modality aligned to ``patient_ids``."""
+    presence = np.array([[pid in part.ids for part in parts.values()] for pid in patient_ids], dtype=bool)
+    presence = presence.reshape(len(patient_ids), len(parts))
+    modalities = {
+        name: _align(name, spec.modalities[name], part, patient_ids, column.copy())
+        for (name, part), column in zip(parts.items(), presence.T, strict=True)
+    }
+    return presence, modalities
 
 
 def _align(name: str, entry: Any, part: LoadedModality, patient_ids: list[str], present: np.ndarray) -> ModalityData:
