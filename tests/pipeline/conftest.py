@@ -26,6 +26,7 @@ from pipeline_support import (
     RUN_TIMEOUT_S,
     CompareRun,
     cli,
+    inside,
     raw_id,
     rename_ids,
     run_folders,
@@ -103,12 +104,8 @@ def small_project(tmp_path_factory: pytest.TempPathFactory, cohort_dir: Path) ->
 @pytest.fixture
 def in_project(monkeypatch: pytest.MonkeyPatch, small_project: Path) -> Path:
     """Work inside ``small_project`` with the default store; restore SIGTERM handling afterwards."""
-    monkeypatch.chdir(small_project)
-    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
-        monkeypatch.delenv(key)
-    previous = signal.getsignal(signal.SIGTERM)
-    yield small_project
-    signal.signal(signal.SIGTERM, previous)
+    with inside(small_project, monkeypatch) as folder:
+        yield folder
 
 
 @pytest.fixture(scope="session")

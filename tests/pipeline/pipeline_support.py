@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 import yaml
 from mlflow import MlflowClient
 
@@ -100,3 +105,16 @@ class CompareRun:
     stdout: str
     stderr: str
     seconds: float
+
+
+@contextmanager
+def inside(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Work in ``folder`` with no ``MLFLOW_*`` variable inherited; SIGTERM handling restored afterwards."""
+    monkeypatch.chdir(folder)
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        monkeypatch.delenv(key)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield folder
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -10,15 +10,13 @@ that is down.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from pipeline_support import cli, write_config
+from pipeline_support import cli, inside, write_config
 from remote_support import Relay, free_port, start_server, stop_group
 
 import clinfuse.training.run as run_module
@@ -41,12 +39,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty folder as the current directory; SIGTERM handling restored afterwards."""
-    monkeypatch.chdir(tmp_path)
-    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
-        monkeypatch.delenv(key)
-    previous = signal.getsignal(signal.SIGTERM)
-    yield tmp_path
-    signal.signal(signal.SIGTERM, previous)
+    with inside(tmp_path, monkeypatch) as folder:
+        yield folder
 
 
 def _config(folder: Path, cohort: Path) -> Path:
