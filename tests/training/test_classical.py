@@ -199,3 +199,61 @@ def test_cox_baseline_skips_penalties_that_diverge(monkeypatch: pytest.MonkeyPat
     floor["alpha"] = np.inf
     with pytest.raises(ClassicalFitError, match="compare_classical: false"):
         make_estimator("cox_regression", "survival", 0, y).fit(x, y)
+
+
+def test_survival_boosting_label_keeps_censoring_at_time_zero() -> None:
+    """XGBoost reads the label's sign as the event flag, and 0 has none: a patient censored at time 0 must stay
+    censored (negative) and every patient keep their order in time."""
+    from clinfuse.training.classical import _signed_times
+
+    time = np.array([0.0, 0.0, 2.0, 5.0, 1.0])
+    event = np.array([False, True, True, False, True])
+    label = _signed_times(time, event)
+    assert list(label > 0) == list(event)
+    assert np.all(np.abs(label) > 0)
+    np.testing.assert_array_equal(np.argsort(np.abs(label), kind="stable"), np.argsort(time, kind="stable"))
+    assert np.all(_signed_times(np.zeros(3), np.array([True, False, True])) == [1.0, -1.0, 1.0])
+
+
+@pytest.mark.parametrize("n", [150, 600])
+def test_survival_boosting_ranks_by_the_planted_log_hazard(n: int) -> None:
+    """Both paths (all rows; an early-stopping hold-out from 200 patients on) learn the planted risk, predict it
+    as a log-hazard (not XGBoost's default hazard ratio), and give the same result for the same seed."""
+    from sksurv.util import Surv
+
+    from clinfuse.training.classical import CoxBoosting, make_estimator
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n + 300, 5))
+    risk = 1.5 * x[:, 0] - x[:, 1]
+    time = rng.exponential(np.exp(-risk))
+    censor = rng.exponential(2.0, size=len(x))
+    event, time = time <= censor, np.minimum(time, censor)
+    y = Surv.from_arrays(event[:n], time[:n])
+    model = make_estimator("gradient_boosting", "survival", 3, event[:n].astype(int))
+    assert isinstance(model, CoxBoosting) and model.early_stopping == (n >= 200)
+    model.fit(x[:n], y)
+    predicted = model.predict(x[n:])
+    assert np.corrcoef(predicted, risk[n:])[0, 1] > 0.8
+    # A log-hazard takes both signs around the training average; a hazard ratio would be positive throughout.
+    assert predicted.min() < 0 < predicted.max()
+    again = make_estimator("gradient_boosting", "survival", 3, event[:n].astype(int)).fit(x[:n], y)
+    np.testing.assert_array_equal(again.predict(x[n:]), predicted)
+
+
+def test_cox_inner_search_scores_as_scikit_survival_does() -> None:
+    """The inner search's O(n log n) Harrell's C must rank penalties exactly as scikit-survival's quadratic
+    ``score`` would: same value on tied times and tied risks."""
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+    from sksurv.util import Surv
+
+    from clinfuse.training.classical import _harrell_c
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((200, 4))
+    time = np.round(rng.exponential(5.0 * np.exp(-x[:, 0])), 0)  # many tied times
+    y = Surv.from_arrays(rng.random(200) < 0.6, time + 1.0)
+    model = CoxnetSurvivalAnalysis(alphas=[0.5], l1_ratio=1.0).fit(x[:100], y[:100])
+    assert _harrell_c(model, x[100:], y[100:]) == pytest.approx(model.score(x[100:], y[100:]), abs=1e-12)
+    flat = CoxnetSurvivalAnalysis(alphas=[1e3], l1_ratio=1.0).fit(x[:100], y[:100])  # every risk tied: C = 0.5
+    assert _harrell_c(flat, x[100:], y[100:]) == pytest.approx(0.5)

@@ -29,6 +29,7 @@ from clinfuse.training.loop import FoldResult, Predictions, evaluate_scores, sco
 from clinfuse.training.metrics import choose_threshold
 from clinfuse.training.models import ModelPlan
 from clinfuse.training.run import TrainedModel
+from clinfuse.training.survival import concordance_index
 
 CLASSICAL = "classical"
 # Penalties searched by the inner cross-validation (inverse strength C for logistic regression).
@@ -157,7 +158,9 @@ class _CoxnetCV:
             path = self._path(x, y)
             alphas = path.named_steps["coxnetsurvivalanalysis"].alphas_
             grid = {"coxnetsurvivalanalysis__alphas": [[a] for a in alphas]}
-            search = GridSearchCV(self.pipeline, grid, cv=self.inner, error_score=0.5, refit=False).fit(x, y)
+            search = GridSearchCV(
+                self.pipeline, grid, cv=self.inner, scoring=_harrell_c, error_score=0.5, refit=False
+            ).fit(x, y)
             # Refitted here rather than by the search: the best penalty on the inner folds can still diverge on
             # all training rows, and then the next best (in inner-CV order) is used.
             order = np.argsort(-np.nan_to_num(search.cv_results_["mean_test_score"], nan=-np.inf), kind="stable")
@@ -194,21 +197,26 @@ class _CoxnetCV:
         return self.best_.predict(x)
 
 
-def _boosting(task: str, seed: int, n_train: int) -> Any:
-    if task == "survival":
-        from sksurv.ensemble import GradientBoostingSurvivalAnalysis
+def _harrell_c(estimator: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """Harrell's C of a fitted survival model on ``(x, y)`` by sorted pair counts, O(n log n).
 
-        # scikit-survival has no histogram boosting; exact-split trees of depth 2 with row subsampling stay
-        # fast for a few thousand columns and a few thousand patients.
-        return GradientBoostingSurvivalAnalysis(
-            n_estimators=150, learning_rate=0.05, max_depth=2, subsample=0.8, random_state=seed
-        )
+    The inner search scores every penalty on every inner fold; scikit-survival's own ``score`` compares each
+    event with every patient, which at 10^5 patients cost more than the fits.
+    """
+    c = concordance_index(y["time"], y["event"].astype(bool), estimator.predict(x))
+    return 0.5 if np.isnan(c) else c
+
+
+def _boosting(task: str, seed: int, n_train: int) -> Any:
+    # Early stopping holds out part of the fold's training patients (never its validation or test patients), but
+    # only once that hold-out is large enough to be more than noise.
+    stop = n_train >= 200
+    if task == "survival":
+        return CoxBoosting(max_rounds=500 if stop else 150, early_stopping=stop, seed=seed)
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     # Leaves of 20 patients (scikit-learn's default) leave a cohort of a few dozen patients without a split, so
-    # the leaf size follows the fold. Early stopping holds out part of the fold's training patients (never its
-    # validation or test patients), but only once that hold-out is large enough to be more than noise.
-    stop = n_train >= 200
+    # the leaf size follows the fold.
     return HistGradientBoostingClassifier(
         max_iter=300 if stop else 100,
         learning_rate=0.05,
@@ -217,6 +225,66 @@ def _boosting(task: str, seed: int, n_train: int) -> Any:
         validation_fraction=0.2 if stop else None,
         random_state=seed,
     )
+
+
+class CoxBoosting:
+    """Gradient boosting of histogram trees on the Cox partial likelihood (XGBoost's ``survival:cox``).
+
+    scikit-survival's boosting computes the Cox loss gradient over all pairs of patients: 0.6 s per round at 8,000
+    training patients and 11 s at 32,000, so a registry cohort's baseline ran for hours. XGBoost's gradient is a
+    sorted cumulative sum and its trees split on feature histograms, so each round costs time linear in the
+    patients. ``predict`` is the log-hazard (the margin, not XGBoost's default hazard ratio).
+
+    Args:
+        max_rounds: boosting rounds (an upper bound with ``early_stopping``).
+        early_stopping: hold out 20% of the training patients (stratified by event) and stop after 20 rounds
+            without a better Cox loss there.
+        seed: row subsampling and the hold-out draw.
+    """
+
+    def __init__(self, max_rounds: int = 150, early_stopping: bool = False, seed: int = 0) -> None:
+        self.max_rounds, self.early_stopping, self.seed = max_rounds, early_stopping, seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> CoxBoosting:
+        from xgboost import XGBRegressor
+
+        label = _signed_times(y["time"].astype(np.float64), y["event"].astype(bool))
+        self.model_ = XGBRegressor(
+            objective="survival:cox",
+            tree_method="hist",
+            n_estimators=self.max_rounds,
+            learning_rate=0.05,
+            max_depth=3,
+            min_child_weight=1.0,
+            subsample=0.8,
+            random_state=self.seed,
+            early_stopping_rounds=20 if self.early_stopping else None,
+        )
+        if not self.early_stopping:
+            self.model_.fit(x, label, verbose=False)
+            return self
+        from sklearn.model_selection import train_test_split
+
+        fit_rows, held_rows = train_test_split(
+            np.arange(len(x)), test_size=0.2, stratify=y["event"], random_state=self.seed
+        )
+        self.model_.fit(x[fit_rows], label[fit_rows], eval_set=[(x[held_rows], label[held_rows])], verbose=False)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model_.predict(x, output_margin=True)
+
+
+def _signed_times(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """XGBoost's survival label: the time for an event, minus the time for a censored patient.
+
+    A time of 0 has no sign, so a patient censored at 0 would count as an event; zero times move to half the
+    smallest positive time, which keeps every patient's order.
+    """
+    positive = time[time > 0]
+    floor = positive.min() / 2 if len(positive) else 1.0
+    time = np.where(time > 0, time, floor)
+    return np.where(event, time, -time)
 
 
 def make_estimator(name: str, task: str, seed: int, y_train: np.ndarray) -> Any:
