@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -20,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# As the clinfuse CLI does, before torch loads OpenMP (bench/contention.py measures why).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from accuracy import benchmark_accuracy  # noqa: E402
 from cohort_check import benchmark_cohort_check  # noqa: E402
 from common import device_name  # noqa: E402
+from contention import benchmark_contention  # noqa: E402
 from demo_comparison import benchmark_demo_comparison  # noqa: E402
 from modality_shapley import benchmark_modality_shapley  # noqa: E402
 from registry_scale import benchmark_registry_scale  # noqa: E402
@@ -99,6 +103,15 @@ BENCHMARKS: dict[str, Benchmark] = {
         False,
         "s for configs/demo.yaml's comparison, 800 patients 24³",
     ),
+    "contention": Benchmark(
+        benchmark_contention,
+        {"steps": 60, "competitors": 1},
+        {"steps": 2, "competitors": 1},
+        "idle_cost_passive",
+        1.5,
+        False,
+        "passive / default OpenMP wait policy step time on idle cores (shared: see shared_slowdown_default)",
+    ),
     "registry_scale": Benchmark(
         benchmark_registry_scale,
         {"sizes": (10_000, 30_000, 100_000), "epochs": 3, "folds": 3, "genes": 2000, "clinical": 30},
@@ -171,11 +184,13 @@ def main() -> None:
         "--registry-sizes", type=int, nargs="+", help="patients of each registry_scale run (default 10^4 3·10^4 10^5)"
     )
     parser.add_argument(
-        "--registry-classical", action="store_true", help="registry_scale runs fit the classical baselines too"
+        "--registry-no-classical",
+        action="store_true",
+        help="registry_scale runs skip the classical baselines (a default run fits them)",
     )
     args = parser.parse_args()
     earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    BENCHMARKS["registry_scale"].full["classical"] = args.registry_classical
+    BENCHMARKS["registry_scale"].full["classical"] = not args.registry_no_classical
     if args.registry_sizes:
         BENCHMARKS["registry_scale"].full["sizes"] = tuple(args.registry_sizes)
     if args.registry_sizes and not args.quick and not earlier.get("quick"):
