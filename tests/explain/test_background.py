@@ -23,3 +23,15 @@ def test_no_centre_is_one_patient_and_the_mean_is_kept() -> None:
 def test_fewer_patients_than_a_cluster_give_their_mean() -> None:
     rows = np.arange(12, dtype=float).reshape(4, 3)
     np.testing.assert_allclose(summarise_background(rows, min_size=5), rows.mean(axis=0, keepdims=True))
+
+
+def test_a_large_cohort_keeps_its_cluster_weights_when_centres_come_from_a_sample() -> None:
+    """Above the k-means sample size every row still joins a centre: the weights (repeats) follow the whole
+    cohort's cluster sizes, so the summary's mean stays the training mean."""
+    rng = np.random.default_rng(1)
+    rows = np.vstack([rng.normal(0, 1, (9000, 3)), rng.normal(8, 1, (3000, 3))])
+    background = summarise_background(rows, clusters=2, min_size=5, max_rows=40)
+    assert len(background) == 40
+    high = (background[:, 0] > 4).sum()
+    assert high == 10  # 3,000 of 12,000 rows: a quarter of the 40 rows
+    np.testing.assert_allclose(background.mean(axis=0), rows.mean(axis=0), atol=0.05)

@@ -140,40 +140,51 @@ def _linear(task: str, seed: int, n_train: int, y_train: np.ndarray) -> Any:
 
 
 class _CoxnetCV:
-    """Elastic-net Cox with the penalty chosen by inner cross-validation (Harrell's C) on the training rows."""
+    """Elastic-net Cox with the penalty chosen by inner cross-validation (Harrell's C) on the training rows.
+
+    Each inner fold fits the whole penalty path once (coordinate descent warm-starts each penalty from the
+    previous one) and scores every penalty from it, rather than one cold fit per penalty and fold: 3 path fits
+    instead of 60 single-penalty fits. The model kept is the path fitted on all training rows, read at the
+    chosen penalty.
+    """
 
     def __init__(self, pipeline: Any, inner: Any) -> None:
         self.pipeline, self.inner = pipeline, inner
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> _CoxnetCV:
-        from sklearn.base import clone
-        from sklearn.exceptions import FitFailedWarning
-        from sklearn.model_selection import GridSearchCV
-
         with warnings.catch_warnings():
-            # The largest penalties of the path zero every coefficient by design; sksurv warns about each. Inner
-            # fits that diverge at small penalties are expected on wide tables and scored as chance (error_score).
+            # The largest penalties of the path zero every coefficient by design; sksurv warns about each.
             warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", FitFailedWarning)
-            path = self._path(x, y)
-            alphas = path.named_steps["coxnetsurvivalanalysis"].alphas_
-            grid = {"coxnetsurvivalanalysis__alphas": [[a] for a in alphas]}
-            search = GridSearchCV(
-                self.pipeline, grid, cv=self.inner, scoring=_harrell_c, error_score=0.5, refit=False
-            ).fit(x, y)
-            # Refitted here rather than by the search: the best penalty on the inner folds can still diverge on
-            # all training rows, and then the next best (in inner-CV order) is used.
-            order = np.argsort(-np.nan_to_num(search.cv_results_["mean_test_score"], nan=-np.inf), kind="stable")
-            for index in order:
-                try:
-                    self.best_ = clone(self.pipeline).set_params(**search.cv_results_["params"][index]).fit(x, y)
-                    return self
-                except ArithmeticError:
-                    continue
-        raise ClassicalFitError(
-            f"elastic-net Cox diverged on {len(x)} training patients x {x.shape[1]} features at every penalty "
-            "chosen by inner cross-validation; set compare_classical: false or reduce the features (top_k_genes)"
-        )
+            self.best_ = self._path(x, y)
+            alphas = self.best_.named_steps["coxnetsurvivalanalysis"].alphas_
+            scores = [
+                self._inner_scores(x[fit_rows], y[fit_rows], x[score_rows], y[score_rows], alphas)
+                for fit_rows, score_rows in self.inner.split(x)
+            ]
+        # Ties go to the larger penalty (the path runs from the largest down).
+        self.alpha_ = float(alphas[int(np.argmax(np.mean(scores, axis=0)))])
+        return self
+
+    def _inner_scores(
+        self, x_fit: np.ndarray, y_fit: np.ndarray, x_score: np.ndarray, y_score: np.ndarray, alphas: np.ndarray
+    ) -> np.ndarray:
+        """Harrell's C of every penalty on one inner fold. Fewer rows than the full fit can make the smallest
+        penalties diverge: the path is then cut short, and the penalties it no longer reaches score as chance."""
+        from sklearn.base import clone
+
+        scores = np.full(len(alphas), 0.5)
+        for keep in _shorter_paths(len(alphas)):
+            try:
+                path = clone(self.pipeline).set_params(coxnetsurvivalanalysis__alphas=alphas[:keep]).fit(x_fit, y_fit)
+            except ArithmeticError:
+                continue
+            for index, alpha in enumerate(alphas[:keep]):
+                c = concordance_index(
+                    y_score["time"], y_score["event"].astype(bool), path.predict(x_score, alpha=alpha)
+                )
+                scores[index] = 0.5 if np.isnan(c) else c
+            break
+        return scores
 
     def _path(self, x: np.ndarray, y: np.ndarray) -> Any:
         """The penalty path, cut short of the small penalties at which the fit diverges.
@@ -194,17 +205,15 @@ class _CoxnetCV:
         )
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
-        return self.best_.predict(x)
+        return self.best_.predict(x, alpha=self.alpha_)
 
 
-def _harrell_c(estimator: Any, x: np.ndarray, y: np.ndarray) -> float:
-    """Harrell's C of a fitted survival model on ``(x, y)`` by sorted pair counts, O(n log n).
-
-    The inner search scores every penalty on every inner fold; scikit-survival's own ``score`` compares each
-    event with every patient, which at 10^5 patients cost more than the fits.
-    """
-    c = concordance_index(y["time"], y["event"].astype(bool), estimator.predict(x))
-    return 0.5 if np.isnan(c) else c
+def _shorter_paths(n_alphas: int) -> list[int]:
+    """How many of the path's penalties to fit, longest first: all, then a quarter fewer at a time, down to one."""
+    lengths = [n_alphas]
+    while lengths[-1] > 1:
+        lengths.append(max(1, (lengths[-1] * 3) // 4))
+    return lengths
 
 
 def _boosting(task: str, seed: int, n_train: int) -> Any:
