@@ -264,3 +264,19 @@ def test_cox_inner_search_from_one_path_per_fold_matches_a_search_over_single_pe
     # The kept model is the all-rows path read at that penalty: a real ranking, not a constant.
     risk = model.decision_function(x)
     assert np.std(risk) > 0 and np.corrcoef(risk, x[:, 0])[0, 1] > 0.5
+
+
+def test_plans_sharing_fold_inputs_fit_them_once_and_predict_the_same(binary, tmp_path: Path) -> None:
+    cohort, trained, splits = binary
+    cfg = ExperimentConfig(cohort=cohort.root, evaluation={"folds": FOLDS, "test_fraction": TEST_FRACTION})
+    prepared = prepare_inputs(cohort, cohort.modality_names, cfg, tmp_path / "cache")
+    shared: dict = {}
+    again = {
+        p.name: train_classical(p, cohort, cfg, splits, prepared, shared)
+        for p in classical_plans(cfg, cohort.modality_names, cohort.task)
+    }
+    assert len(shared) == FOLDS
+    linear, boosting = again["logistic_regression"], again["gradient_boosting"]
+    assert all(a.features is b.features for a, b in zip(linear.folds, boosting.folds, strict=True))
+    for name, model in again.items():
+        np.testing.assert_allclose(model.test.logits, trained[name].test.logits, rtol=1e-10, atol=1e-10)

@@ -36,10 +36,11 @@ def run_classical(
     metrics: dict[str, Any],
 ) -> list[TrainedModel]:
     """Fit every classical baseline (each in its own MLflow child run) and add its metrics to ``metrics``."""
-    trained = []
+    trained: list[TrainedModel] = []
+    shared: dict = {}
     for plan in classical_plans(config, modalities, cohort.task):
         with start_child_run(plan.name, {"model": plan.name, "kind": plan.kind}):
-            model = train_classical(plan, cohort, config, splits, prepared)
+            model = train_classical(plan, cohort, config, splits, prepared, shared)
             metrics[plan.name] = model_metrics(model, cohort, splits, config.evaluation, config.seed)
             for fold in model.folds:
                 log_final_metrics(f"fold{fold.fold}_val", fold.val_metrics)
