@@ -43,7 +43,8 @@ class FoldFeatures:
 
     Args:
         modalities: model order.
-        blocks: ``(n_patients, F_m)`` float64 per modality.
+        blocks: ``(n_patients, F_m)`` float32 per modality (kept per fold for explanations; the design matrix
+            built from them is float64).
         means: ``(F_m,)`` training means per modality (over the fold's training patients who have it).
         names: feature names per modality.
     """
@@ -61,7 +62,6 @@ class ClassicalFold:
     fold: int
     estimator: Any
     features: FoldFeatures
-    inputs: FoldInputs
     threshold: float | None
     val_metrics: dict[str, float]
     train: np.ndarray
@@ -87,7 +87,8 @@ def fold_features(cohort: Cohort, modalities: list[str], inputs: FoldInputs, tra
         present_train = train[data.present[train]]
         mean = matrix[present_train].mean(axis=0) if len(present_train) else np.zeros(matrix.shape[1])
         matrix = np.where(data.present[:, None], matrix, mean[None, :])
-        blocks[name], means[name], names[name] = matrix, mean, [f"{name}.{c}" for c in columns]
+        blocks[name], means[name] = matrix.astype(np.float32), mean
+        names[name] = [f"{name}.{c}" for c in columns]
     return FoldFeatures(list(modalities), blocks, means, names)
 
 
@@ -331,7 +332,7 @@ def train_classical(
     config: ExperimentConfig,
     splits: Splits,
     prepared: dict[str, Any],
-    shared: dict[tuple[tuple[str, ...], int], tuple[FoldInputs, FoldFeatures]] | None = None,
+    shared: dict[tuple[tuple[str, ...], int], FoldFeatures] | None = None,
 ) -> TrainedModel:
     """Fit a classical plan on every fold (inner CV on the fold's training patients) and predict the test set.
 
@@ -341,9 +342,9 @@ def train_classical(
         config: the experiment config (seed, folds' preprocessing, threshold rule).
         splits: the run's splits, shared with the deep models.
         prepared: each modality's run-level preparation.
-        shared: fold preprocessing and features by (modalities, fold), filled and reused across the classical
-            plans of a run: every plan on the same modalities sees the same fold inputs, so they are fitted once
-            (at 10^5 patients a fold's fit takes tens of seconds and its features hundreds of MB).
+        shared: each fold's features by (modalities, fold), filled and reused across the classical plans of a
+            run: every plan on the same modalities sees the same fold preprocessing, so it is fitted once (at
+            10^5 patients a fold's fit takes tens of seconds and its features hundreds of MB).
     """
     task, modalities = cohort.task, list(plan.modalities)
     n_outputs = len(cohort.classes) if task == "multiclass" else 1
@@ -353,12 +354,13 @@ def train_classical(
     for fold, (train_idx, val_idx) in enumerate(splits.folds):
         key = (tuple(modalities), fold)
         if shared is not None and key in shared:
-            inputs, features = shared[key]
+            features = shared[key]
         else:
             inputs = fit_fold_inputs(cohort, modalities, config, train_idx, prepared)
             features = fold_features(cohort, modalities, inputs, train_idx)
+            del inputs  # the fold's fitted inputs (a preprocessed copy of every table) are not needed again
             if shared is not None:
-                shared[key] = inputs, features
+                shared[key] = features
         y_train = cohort.y[train_idx]
         time_train = None if cohort.time is None else cohort.time[train_idx]
         estimator = make_estimator(plan.name, task, config.seed + fold, y_train)
@@ -373,7 +375,7 @@ def train_classical(
             )
         val_time = None if cohort.time is None else cohort.time[val_idx]
         val_metrics = evaluate_scores(task, cohort.y[val_idx], val_scores, threshold, val_time)
-        trained.folds.append(ClassicalFold(fold, estimator, features, inputs, threshold, val_metrics, train_idx))  # type: ignore[arg-type]
+        trained.folds.append(ClassicalFold(fold, estimator, features, threshold, val_metrics, train_idx))  # type: ignore[arg-type]
         test_logits.append(logits(estimator, design_matrix(features, splits.test, presence[splits.test]), n_outputs))
     trained.test = Predictions(np.asarray(splits.test), np.mean(test_logits, axis=0), None)
     thresholds = [f.threshold for f in trained.folds if f.threshold is not None]
