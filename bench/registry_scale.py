@@ -201,9 +201,10 @@ def summarise(runs: list[dict]) -> dict[str, Any]:
     cpu_ratio = [
         (r["explain_cpu_s"] + r["report_cpu_s"]) / r["train_cpu_s"] for r in runs if r.get("train_cpu_s", 0) > 0
     ]
-    stage_totals = {
-        short: largest[f"{short}_s"] for short in ("load", "preprocess", "train", "metrics", "explain", "report")
-    }
+    stages = ("load", "preprocess", "train", "metrics", "classical", "explain", "report")
+    # A run without the classical baselines has no such stage (NaN), and NaN must not win the comparison.
+    stage_totals = {short: largest.get(f"{short}_s", math.nan) for short in stages}
+    stage_totals = {short: value for short, value in stage_totals.items() if not math.isnan(value)}
     return {
         "sizes": sizes,
         "runs": runs,
