@@ -31,8 +31,10 @@ class EncoderConfig(_Strict):
             tabular: ``mlp``; genomic: ``snn``). ``None`` picks the default for the modality type.
         embed_dim: size of the embedding handed to fusion.
         hidden: hidden layer widths of tabular encoders.
-        linear_skip: tabular/genomic: add a linear map of the inputs to the embedding (wide and deep), so a
-            linear effect needs no hidden layer to pass through.
+        linear_skip: add a linear map of the inputs to the embedding (wide and deep), so a linear effect needs
+            no hidden layer to pass through: tabular/genomic encoders map the features; the ``cnn`` image/signal
+            encoder maps a standardised summary of the input (per-channel intensity statistics and a pooled grid,
+            what the classical baselines read). Encoders that do not take it ignore it.
         dropout: dropout rate inside the encoder (AlphaDropout for ``snn``).
         weights: optional local weights file (loaded with ``weights_only=True``; never downloaded).
         top_k_genes: genomic only: keep the k most variable genes, chosen on training patients of each fold.

@@ -85,3 +85,46 @@ def test_densenet_rejects_images_too_small() -> None:
 def test_unknown_encoder_names_the_choices() -> None:
     with pytest.raises(ConfigError, match="unknown encoder 'resnet9'.*resnet10.*snn"):
         create_encoder("resnet9", spatial_dims=2)
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+def test_cnn_linear_skip_adds_a_linear_map_of_the_summary(spatial_dims: int) -> None:
+    """The skip adds ``Linear(standardised summary)`` of shape ``(batch, embed_dim)``; without it the output is
+    the backbone's projection alone."""
+    from clinfuse.encoders.summary import GRID_CELLS, STATISTICS, SummarySkip, summary_features
+
+    torch.manual_seed(0)
+    encoder = create_encoder("cnn", spatial_dims=spatial_dims, in_channels=2, embed_dim=5, linear_skip=True).eval()
+    assert isinstance(encoder.skip, SummarySkip)
+    cells = GRID_CELLS[spatial_dims]
+    assert encoder.skip.linear.in_features == 2 * (len(STATISTICS) + int(torch.tensor(cells).prod()))
+    x = torch.randn(3, 2, *[12] * spatial_dims)
+    with torch.no_grad():
+        out = encoder(x)
+        plain = encoder.proj(encoder.backbone(x))
+        summary = summary_features(x, cells)
+        scale = encoder.skip.scale
+        standard = (summary - scale.running_mean) / torch.sqrt(scale.running_var + scale.eps)
+    assert out.shape == (3, 5)
+    torch.testing.assert_close(out, plain + encoder.skip.linear(standard))
+    # The skip trains: its weights get a gradient through the embedding.
+    encoder.train()
+    encoder(x).sum().backward()
+    assert encoder.skip.linear.weight.grad is not None and encoder.skip.linear.weight.grad.abs().sum() > 0
+    assert create_encoder("cnn", spatial_dims=spatial_dims, in_channels=2, embed_dim=5).skip is None
+
+
+def test_summary_features_match_torch_quantile_and_pooling() -> None:
+    """Statistics and the grid as the classical baselines read them; quantiles as ``torch.quantile`` computes."""
+    from clinfuse.encoders.summary import QUANTILES, summary_features, summary_names
+
+    x = torch.randn(4, 2, 10, 6)
+    features = summary_features(x)
+    names = summary_names(2, (10, 6))
+    assert features.shape == (4, len(names)) == (4, 2 * (7 + 8 * 6))
+    flat = x.reshape(4, 2, -1)
+    column = {name: features[:, j] for j, name in enumerate(names)}
+    torch.testing.assert_close(column["c1_mean"], flat[:, 1].mean(1))
+    torch.testing.assert_close(column["c0_min"], flat[:, 0].amin(1))
+    torch.testing.assert_close(column["c1_q90"], torch.quantile(flat[:, 1], QUANTILES[2], dim=1))
+    torch.testing.assert_close(column["c0_cell0"], x[:, 0, :2, :1].mean((1, 2)))

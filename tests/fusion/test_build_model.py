@@ -132,5 +132,27 @@ def test_linear_skip_is_configured_and_old_specs_rebuild_without_it(name: str) -
     assert create_encoder(old.name, **old.args).skip is None
     off = encoder_spec("x", "vector", "mlp", EncoderConfig(name=name, linear_skip=False), {"in_features": 5})
     assert create_encoder(off.name, **off.args).skip is None
-    # Image encoders do not take the key at all.
-    assert "linear_skip" not in encoder_spec("x", "spatial", "cnn", EncoderConfig(), {"spatial_dims": 2}).args
+    # Image encoders whose factory does not take the key never receive it.
+    assert "linear_skip" not in encoder_spec("x", "spatial", "vit", EncoderConfig(name="vit"), {"spatial_dims": 2}).args
+
+
+def test_image_linear_skip_is_configured_and_old_specs_rebuild_without_it() -> None:
+    """``linear_skip`` reaches the cnn from the config (and from YAML); an older spec without it rebuilds as
+    trained, without the skip, and loads its weights."""
+    from clinfuse.config import validate_config
+    from clinfuse.encoders import EncoderSpec, create_encoder, encoder_spec
+    from clinfuse.encoders.summary import SummarySkip
+
+    inputs = {"spatial_dims": 2, "in_channels": 1, "size": [16, 16]}
+    config = validate_config({"cohort": "c", "encoders": {"ct": {"embed_dim": 4}}}).encoder_for("ct")
+    spec = encoder_spec("ct", "spatial", "cnn", config, inputs)
+    assert spec.args["linear_skip"] is True
+    assert isinstance(create_encoder(spec.name, **spec.args).skip, SummarySkip)
+    off = validate_config({"cohort": "c", "encoders": {"ct": {"linear_skip": False}}}).encoder_for("ct")
+    assert create_encoder("cnn", **encoder_spec("ct", "spatial", "cnn", off, inputs).args).skip is None
+    old_args = {k: v for k, v in spec.to_json()["args"].items() if k != "linear_skip"}
+    old = EncoderSpec.from_json({"name": "cnn", "args": old_args, "weights": None})
+    trained_without = create_encoder("cnn", **{**spec.args, "linear_skip": False}).state_dict()
+    rebuilt = create_encoder(old.name, **old.args)
+    assert rebuilt.skip is None
+    rebuilt.load_state_dict(trained_without)

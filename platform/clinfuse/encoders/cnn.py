@@ -15,6 +15,7 @@ from torch import nn
 
 from clinfuse.encoders.image import ImageEncoder
 from clinfuse.encoders.registry import register_encoder
+from clinfuse.encoders.summary import SummarySkip
 
 _CHANNELS = (16, 32, 64, 64)
 
@@ -48,7 +49,13 @@ def cnn(
     embed_dim: int = 32,
     image_size: Sequence[int] | None = None,
     dropout: float = 0.0,
+    linear_skip: bool = False,
 ) -> nn.Module:
-    """A 4-stage strided CNN (16-32-64-64 channels); kernel 7 for 1D signals, 3 for images."""
+    """A 4-stage strided CNN (16-32-64-64 channels); kernel 7 for 1D signals, 3 for images.
+
+    With ``linear_skip`` a linear map of the input's intensity statistics and pooled grid
+    (:class:`~clinfuse.encoders.summary.SummarySkip`) is added to the embedding.
+    """
     backbone = conv_backbone(spatial_dims, in_channels, kernel_size=7 if spatial_dims == 1 else 3)
-    return ImageEncoder(backbone, _CHANNELS[-1], embed_dim, dropout)
+    skip = SummarySkip(spatial_dims, in_channels, embed_dim) if linear_skip else None
+    return ImageEncoder(backbone, _CHANNELS[-1], embed_dim, dropout, skip)

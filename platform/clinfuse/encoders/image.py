@@ -35,18 +35,24 @@ class ImageEncoder(nn.Module):
         feat_dim: width of the backbone's features.
         embed_dim: size of the embedding handed to fusion.
         dropout: dropout rate applied to the features before the projection.
+        skip: optional module mapping the input to ``(batch, embed_dim)``, added to the embedding (the linear
+            skip over a fixed summary of the image, :class:`~clinfuse.encoders.summary.SummarySkip`).
     """
 
-    def __init__(self, backbone: nn.Module, feat_dim: int, embed_dim: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, backbone: nn.Module, feat_dim: int, embed_dim: int, dropout: float = 0.0, skip: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(feat_dim, embed_dim)
+        self.skip = skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed images ``(batch, channels, *spatial)`` into ``(batch, embed_dim)``."""
-        return self.proj(self.dropout(self.backbone(x)))
+        out = self.proj(self.dropout(self.backbone(x)))
+        return out if self.skip is None else out + self.skip(x)
 
 
 class _ViTBackbone(nn.Module):

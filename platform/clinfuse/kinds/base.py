@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from clinfuse.config import EncoderConfig
 from clinfuse.encoders import EncoderSpec, encoder_kind, encoder_spec, list_encoders
+from clinfuse.encoders.summary import summary_features, summary_names
 from clinfuse.errors import unknown_name
 from clinfuse.outputs import features_file, overlay_file
 
@@ -315,7 +316,7 @@ class ModalityKind(ABC):
         if items.ndim == 2:
             names = fitted.feature_names or [f"x{j}" for j in range(items.shape[1])]
             return items.numpy().astype(np.float64), list(names)
-        return _pooled_features(items)
+        return summary_features(items).numpy().astype(np.float64), summary_names(items.shape[1], items.shape[2:])
 
     # --- the logged model: raw inputs of new patients --------------------------------------------------------
     @abstractmethod
@@ -383,33 +384,6 @@ class ModalityKind(ABC):
     ) -> SynthResult:
         """Write this modality for a synthetic cohort whose label depends on ``latent`` (one value per patient)."""
         raise NotImplementedError(f"modality kind {self.name!r} cannot be synthesised")
-
-
-# Cells per spatial axis of the pooled grid: 64 cells in 3D (4^3), 64 in 2D (8^2), 64 in 1D, so each input
-# adds the same number of grid features whatever its dimensionality.
-_GRID_CELLS = {1: (64,), 2: (8, 8), 3: (4, 4, 4)}
-_QUANTILES = (0.1, 0.5, 0.9)
-
-
-def _pooled_features(items: torch.Tensor) -> tuple[np.ndarray, list[str]]:
-    """Per-channel mean, sd, min, max and quantiles, then an average-pooled grid of ``items (n, C, *spatial)``."""
-    n, channels = items.shape[:2]
-    spatial_dims = items.ndim - 2
-    flat = items.reshape(n, channels, -1)
-    quantiles = torch.quantile(flat, torch.tensor(_QUANTILES), dim=2).permute(1, 2, 0)
-    stats = torch.cat(
-        [flat.mean(2, keepdim=True), flat.std(2, keepdim=True), flat.amin(2, keepdim=True), flat.amax(2, keepdim=True),
-         quantiles], dim=2
-    )  # fmt: skip
-    stat_names = ["mean", "sd", "min", "max", *(f"q{int(q * 100)}" for q in _QUANTILES)]
-    cells = tuple(min(c, s) for c, s in zip(_GRID_CELLS[spatial_dims], items.shape[2:], strict=True))
-    pool = {1: torch.nn.functional.adaptive_avg_pool1d, 2: torch.nn.functional.adaptive_avg_pool2d,
-            3: torch.nn.functional.adaptive_avg_pool3d}[spatial_dims]  # fmt: skip
-    grid = pool(items, cells).reshape(n, channels, -1)
-    names = [f"c{c}_{s}" for c in range(channels) for s in stat_names]
-    names += [f"c{c}_cell{j}" for c in range(channels) for j in range(grid.shape[2])]
-    matrix = torch.cat([stats.reshape(n, -1), grid.reshape(n, -1)], dim=1)
-    return matrix.numpy().astype(np.float64), names
 
 
 def blank(values: pd.Series) -> pd.Series:
