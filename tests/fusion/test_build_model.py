@@ -136,19 +136,21 @@ def test_linear_skip_is_configured_and_old_specs_rebuild_without_it(name: str) -
     assert "linear_skip" not in encoder_spec("x", "spatial", "vit", EncoderConfig(name="vit"), {"spatial_dims": 2}).args
 
 
-def test_image_linear_skip_is_configured_and_old_specs_rebuild_without_it() -> None:
-    """``linear_skip`` reaches the cnn from the config (and from YAML); an older spec without it rebuilds as
-    trained, without the skip, and loads its weights."""
-    from clinfuse.config import validate_config
+def test_image_linear_skip_is_configured_and_old_specs_rebuild_without_it(tmp_path: Path) -> None:
+    """``linear_skip`` reaches the cnn from an experiment YAML (on by default); an older spec without it
+    rebuilds as trained, without the skip, and loads its weights."""
+    from clinfuse.config import load_config
     from clinfuse.encoders import EncoderSpec, create_encoder, encoder_spec
     from clinfuse.encoders.summary import SummarySkip
 
+    (tmp_path / "on.yaml").write_text("cohort: c\nencoders:\n  ct: {embed_dim: 4}\n")
+    (tmp_path / "off.yaml").write_text("cohort: c\nencoders:\n  ct: {embed_dim: 4, linear_skip: false}\n")
     inputs = {"spatial_dims": 2, "in_channels": 1, "size": [16, 16]}
-    config = validate_config({"cohort": "c", "encoders": {"ct": {"embed_dim": 4}}}).encoder_for("ct")
+    config = load_config(tmp_path / "on.yaml").encoder_for("ct")
     spec = encoder_spec("ct", "spatial", "cnn", config, inputs)
     assert spec.args["linear_skip"] is True
     assert isinstance(create_encoder(spec.name, **spec.args).skip, SummarySkip)
-    off = validate_config({"cohort": "c", "encoders": {"ct": {"linear_skip": False}}}).encoder_for("ct")
+    off = load_config(tmp_path / "off.yaml").encoder_for("ct")
     assert create_encoder("cnn", **encoder_spec("ct", "spatial", "cnn", off, inputs).args).skip is None
     old_args = {k: v for k, v in spec.to_json()["args"].items() if k != "linear_skip"}
     old = EncoderSpec.from_json({"name": "cnn", "args": old_args, "weights": None})
