@@ -3,7 +3,8 @@
 torch's OpenMP threads spin while they wait for work (``OMP_WAIT_POLICY`` unset). On a cluster node or a
 workstation where another job holds a core, every parallel region then waits for a thread the kernel has
 descheduled. The ``clinfuse`` CLI sets ``OMP_WAIT_POLICY=PASSIVE`` (unless exported) for that reason; this
-benchmark measures both policies, idle and beside ``competitors`` busy processes, on two step sizes: a table
+benchmark measures both policies, idle and beside ``competitors`` other training processes (small torch steps
+in a loop, default policy, as a neighbouring job would run), on two step sizes: a table
 encoder (clinfuse's ``mlp``, 500 inputs, batch 256) and an image encoder (clinfuse's ``cnn``, 24³, batch 16).
 Each cell runs in a fresh interpreter, since OpenMP reads the policy when torch loads it.
 
@@ -18,6 +19,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +51,13 @@ print(json.dumps({"ms_per_step": 1000 * (time.perf_counter() - start) / steps}))
 
 
 def _busy() -> None:
+    """Another training job: small multi-threaded torch steps in a loop, with OpenMP's default policy."""
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 1))
+    x = torch.randn(128, 256)
     while True:
-        pass
+        net(x).sum().backward()
 
 
 def _time_steps(kind: str, steps: int, policy: str | None) -> float:
@@ -79,9 +86,18 @@ def benchmark_contention(steps: int = 60, competitors: int = 1) -> dict[str, Any
     for load in ("idle", "shared"):
         workers = []
         if load == "shared":
-            workers = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(competitors)]
-            for worker in workers:
-                worker.start()
+            # Spawned, not forked: a forked child would inherit this process's OpenMP state and environment.
+            context = multiprocessing.get_context("spawn")
+            workers = [context.Process(target=_busy, daemon=True) for _ in range(competitors)]
+            # The neighbour runs with OpenMP's default policy whatever this process was given (make bench sets it).
+            saved = os.environ.pop("OMP_WAIT_POLICY", None)
+            try:
+                for worker in workers:
+                    worker.start()
+            finally:
+                if saved is not None:
+                    os.environ["OMP_WAIT_POLICY"] = saved
+            time.sleep(3.0)  # past the neighbours' torch import, so they compete from the first timed step
         try:
             for kind in ("table", "image"):
                 for label, policy in (("default", None), ("passive", "PASSIVE")):
