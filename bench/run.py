@@ -106,7 +106,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "contention": Benchmark(
         benchmark_contention,
         {"steps": 60, "competitors": 1},
-        {"steps": 2, "competitors": 1},
+        {"steps": 2, "competitors": 0},
         "idle_cost_passive",
         1.5,
         False,

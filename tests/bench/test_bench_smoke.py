@@ -36,11 +36,6 @@ def test_every_benchmark_runs_at_toy_size() -> None:
         demo["test_auroc"]["gated"] - demo["test_auroc"][demo["best_classical"]]
     )
     contention = details["contention"]
-    assert all(
-        contention[f"{k}_{load}_{p}_ms"] > 0
-        for k in ("table", "image")
-        for load in ("idle", "shared")
-        for p in ("default", "passive")
-    )
+    assert all(contention[f"{k}_idle_{p}_ms"] > 0 for k in ("table", "image") for p in ("default", "passive"))
     assert details["registry_scale"]["runs"][0]["classical_s"] > 0  # a default run fits the classical baselines
     assert "throughput" in bench_run.render_table(results)
