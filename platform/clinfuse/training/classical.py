@@ -350,17 +350,15 @@ def train_classical(
     n_outputs = len(cohort.classes) if task == "multiclass" else 1
     presence = np.stack([cohort.modalities[m].present for m in modalities], axis=1)
     trained = TrainedModel(plan)
+    shared = {} if shared is None else shared
     test_logits = []
     for fold, (train_idx, val_idx) in enumerate(splits.folds):
         key = (tuple(modalities), fold)
-        if shared is not None and key in shared:
-            features = shared[key]
-        else:
+        if key not in shared:
             inputs = fit_fold_inputs(cohort, modalities, config, train_idx, prepared)
-            features = fold_features(cohort, modalities, inputs, train_idx)
+            shared[key] = fold_features(cohort, modalities, inputs, train_idx)
             del inputs  # the fold's fitted inputs (a preprocessed copy of every table) are not needed again
-            if shared is not None:
-                shared[key] = features
+        features = shared[key]
         y_train = cohort.y[train_idx]
         time_train = None if cohort.time is None else cohort.time[train_idx]
         estimator = make_estimator(plan.name, task, config.seed + fold, y_train)
