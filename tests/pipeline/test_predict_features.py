@@ -15,8 +15,11 @@ import pytest
 import yaml
 
 from clinfuse.config import load_config
+from clinfuse.pipeline import predict as predict_module
+from clinfuse.pipeline import predict_features as predict_features_module
 from clinfuse.pipeline import run_experiment
 from clinfuse.pipeline.predict import predict_cohort
+from clinfuse.training.inference import ensemble_inputs
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +52,9 @@ def _cohort(folder: Path, n: int, seed: int) -> Path:
     return folder
 
 
-def test_the_deciding_column_ranks_first_and_attributions_add_up(tmp_path: Path) -> None:
+def test_the_deciding_column_ranks_first_and_attributions_add_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     train = _cohort(tmp_path / "train", 80, seed=1)
     config = {
         "name": "onecol",
@@ -66,6 +71,14 @@ def test_the_deciding_column_ranks_first_and_attributions_add_up(tmp_path: Path)
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
     run = run_experiment(load_config(tmp_path / "cfg.yaml", []), project_dir=tmp_path)
     other = _cohort(tmp_path / "ext", 30, seed=2)
+    preparations = []
+
+    def counted(*args: object, **kwargs: object) -> object:
+        preparations.append(1)
+        return ensemble_inputs(*args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "ensemble_inputs", counted)
+    monkeypatch.setattr(predict_features_module, "ensemble_inputs", counted)
     outcome = predict_cohort(
         run.run_id,
         other,
@@ -76,6 +89,8 @@ def test_the_deciding_column_ranks_first_and_attributions_add_up(tmp_path: Path)
         project_dir=tmp_path,
         tracking_uri=f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}",
     )
+    # predictions, modality Shapley values and feature attributions share one preparation of the inputs
+    assert len(preparations) == 1
     frame = pd.read_csv(outcome.out, dtype={"patient": str})
     # the first 24 patients (cohort order) are explained, every patient has modality Shapley values
     assert frame["top_features_clinical"].iloc[24:].isna().all() and frame["shapley_clinical"].notna().all()

@@ -40,7 +40,14 @@ from clinfuse.tracking import (
 )
 from clinfuse.tracking.models import download_model, model_run_id, model_uri_of
 from clinfuse.tracking.store import use_store
-from clinfuse.training.inference import FoldEnsemble, ensemble_inputs, ensemble_logits, model_from_spec, output_frame
+from clinfuse.training.inference import (
+    FoldEnsemble,
+    PreparedInputs,
+    ensemble_inputs,
+    fold_mean_logits,
+    model_from_spec,
+    output_frame,
+)
 from clinfuse.training.loop import evaluate_scores, scores_from_logits
 from clinfuse.training.metrics import bootstrap_all, calibration_intercept_slope
 
@@ -219,13 +226,16 @@ def predict_cohort(
     warnings = check_compatibility(spec, states, cohort, max_missing)
     frame = cohort_frame(spec, cohort)
     model_obj: FoldEnsemble = trained.predictor.model  # type: ignore[assignment]
-    logits = ensemble_logits(model_obj, states, frame)
+    # Preparing a cohort's inputs (reading and resampling every image) costs more than the forward passes, so
+    # the predictions and both explanations share one preparation.
+    prepared = ensemble_inputs(model_obj, states, frame)
+    logits = fold_mean_logits(model_obj, *prepared)
     result = output_frame(spec, logits)
     privacy = trained.config.privacy
     salt = load_or_create_salt(project_dir / privacy.salt_file) if privacy.pseudonymise else None
     pseudo_ids = pseudonymise(cohort.patient_ids, salt)
     result.insert(0, "patient", cohort.patient_ids if keep_ids else pseudo_ids)
-    shapley = _modality_shapley(model_obj, states, frame, spec) if explain else None
+    shapley = _modality_shapley(model_obj, prepared, spec) if explain else None
     if shapley is not None:
         for column, name in enumerate(shapley["modalities"]):
             result[f"shapley_{name}"] = shapley["phi"][:, column]
@@ -234,7 +244,7 @@ def predict_cohort(
     features, features_path = None, out.with_name(f"{out.stem}_features.csv")
     if explain:
         limit = explain_max or trained.config.explain.max_patients
-        features = _features(trained, frame, cohort, logits, list(result["patient"]), out, limit)
+        features = _features(trained, prepared, frame, cohort, logits, list(result["patient"]), out, limit)
         for name, text in features.top.items():
             result[f"top_features_{name}"] = text
         features.long.to_csv(features_path, index=False)
@@ -269,6 +279,7 @@ def predict_cohort(
 
 def _features(
     trained: TrainedRun,
+    prepared: PreparedInputs,
     frame: pd.DataFrame,
     cohort: Cohort,
     logits: np.ndarray,
@@ -287,6 +298,7 @@ def _features(
         trained.predictor.preprocessors,
         frame,
         cohort,
+        prepared=prepared,
         patients=patients,
         classes=classes,
         prob=prob,
@@ -297,13 +309,14 @@ def _features(
     )
 
 
-def _modality_shapley(
-    model: FoldEnsemble, states: dict[str, Any], frame: pd.DataFrame, spec: dict[str, Any]
-) -> dict[str, Any]:
-    """Exact modality Shapley values per patient, averaged over the fold models (as ``clinfuse run`` does)."""
+def _modality_shapley(model: FoldEnsemble, prepared: PreparedInputs, spec: dict[str, Any]) -> dict[str, Any]:
+    """Exact modality Shapley values per patient, averaged over the fold models (as ``clinfuse run`` does).
+
+    ``prepared``: each fold's inputs and the presence, from :func:`~clinfuse.training.inference.ensemble_inputs`.
+    """
     from clinfuse.explain.modality import model_modality_shapley
 
-    per_fold, present = ensemble_inputs(model, states, frame)
+    per_fold, present = prepared
     output = "predicted" if spec["task"] == "multiclass" else 0
     results = [
         model_modality_shapley(fold, (inputs, present), output_index=output)

@@ -99,6 +99,10 @@ def model_from_spec(spec: dict[str, Any]) -> FoldEnsemble:
     return FoldEnsemble(models, spec).eval()
 
 
+# Each fold's model inputs and the presence ``(n, modalities)``, as :func:`ensemble_inputs` returns them.
+PreparedInputs = tuple[list[dict[str, torch.Tensor]], torch.Tensor]
+
+
 def _memo_key(name: str, state: Any) -> str | None:
     """A key for states that are plain data (identical across folds, e.g. an image size); None otherwise."""
     try:
@@ -107,9 +111,7 @@ def _memo_key(name: str, state: Any) -> str | None:
         return None
 
 
-def ensemble_inputs(
-    model: FoldEnsemble, states: dict[str, dict[str, Any]], frame: pd.DataFrame
-) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+def ensemble_inputs(model: FoldEnsemble, states: dict[str, dict[str, Any]], frame: pd.DataFrame) -> PreparedInputs:
     """Each fold's model inputs of the rows of an input frame, and the presence ``(n, modalities)``.
 
     A modality absent from every row gets no input (its encoder never runs; the missing embedding is used).
@@ -149,7 +151,11 @@ def ensemble_inputs(
 
 def ensemble_logits(model: FoldEnsemble, states: dict[str, dict[str, Any]], frame: pd.DataFrame) -> np.ndarray:
     """The mean fold logit ``(n, outputs)`` of the rows of an input frame (as the run's test predictions)."""
-    per_fold, present = ensemble_inputs(model, states, frame)
+    return fold_mean_logits(model, *ensemble_inputs(model, states, frame))
+
+
+def fold_mean_logits(model: FoldEnsemble, per_fold: list[dict[str, torch.Tensor]], present: torch.Tensor) -> np.ndarray:
+    """The mean fold logit ``(n, outputs)`` of inputs already prepared by :func:`ensemble_inputs`."""
     logits = []
     for fold_model, inputs in zip(model.folds, per_fold, strict=True):
         with torch.no_grad():
