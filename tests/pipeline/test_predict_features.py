@@ -16,7 +16,6 @@ import yaml
 
 from clinfuse.config import load_config
 from clinfuse.pipeline import predict as predict_module
-from clinfuse.pipeline import predict_features as predict_features_module
 from clinfuse.pipeline import run_experiment
 from clinfuse.pipeline.predict import predict_cohort
 from clinfuse.training.inference import ensemble_inputs
@@ -78,7 +77,6 @@ def test_the_deciding_column_ranks_first_and_attributions_add_up(
         return ensemble_inputs(*args, **kwargs)
 
     monkeypatch.setattr(predict_module, "ensemble_inputs", counted)
-    monkeypatch.setattr(predict_features_module, "ensemble_inputs", counted)
     outcome = predict_cohort(
         run.run_id,
         other,

@@ -27,7 +27,7 @@ def grid_cells(spatial_shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def summary_features(x: torch.Tensor, cells: tuple[int, ...] | None = None) -> torch.Tensor:
-    """Statistics then the pooled grid of ``x (n, C, *spatial)``: ``(n, C * (7 + prod(cells)))``.
+    """Statistics then the pooled grid of ``x (n, C, *spatial)``: ``(n, C * (len(STATISTICS) + prod(cells)))``.
 
     Per channel: mean, sd, min, max and the :data:`QUANTILES` over every voxel, then the channel's
     average-pooled grid in C order. Quantiles interpolate linearly between sorted voxels (as ``torch.quantile``

@@ -229,7 +229,7 @@ def predict_cohort(
     # Preparing a cohort's inputs (reading and resampling every image) costs more than the forward passes, so
     # the predictions and both explanations share one preparation.
     prepared = ensemble_inputs(model_obj, states, frame)
-    logits = fold_mean_logits(model_obj, *prepared)
+    logits = fold_mean_logits(model_obj, prepared)
     result = output_frame(spec, logits)
     privacy = trained.config.privacy
     salt = load_or_create_salt(project_dir / privacy.salt_file) if privacy.pseudonymise else None
@@ -244,7 +244,7 @@ def predict_cohort(
     features, features_path = None, out.with_name(f"{out.stem}_features.csv")
     if explain:
         limit = explain_max or trained.config.explain.max_patients
-        features = _features(trained, prepared, frame, cohort, logits, list(result["patient"]), out, limit)
+        features = _features(trained, prepared, cohort, logits, list(result["patient"]), out, limit)
         for name, text in features.top.items():
             result[f"top_features_{name}"] = text
         features.long.to_csv(features_path, index=False)
@@ -280,7 +280,6 @@ def predict_cohort(
 def _features(
     trained: TrainedRun,
     prepared: PreparedInputs,
-    frame: pd.DataFrame,
     cohort: Cohort,
     logits: np.ndarray,
     patients: list[str],
@@ -296,9 +295,8 @@ def _features(
     return explain_features(
         model,
         trained.predictor.preprocessors,
-        frame,
+        prepared,
         cohort,
-        prepared=prepared,
         patients=patients,
         classes=classes,
         prob=prob,

@@ -26,7 +26,7 @@ from clinfuse.cohort import Cohort
 from clinfuse.kinds import ExplainContext, Fitted, FoldView, get_kind
 from clinfuse.logs import stage
 from clinfuse.outputs import features_file
-from clinfuse.training.inference import FoldEnsemble, PreparedInputs, ensemble_inputs
+from clinfuse.training.inference import FoldEnsemble, PreparedInputs
 
 TOP_FEATURES = 3
 # How many features of each modality the external-validation report ranks.
@@ -99,10 +99,9 @@ def _embedder(
 def explain_features(
     model: FoldEnsemble,
     states: dict[str, dict[str, Any]],
-    frame: pd.DataFrame,
+    prepared: PreparedInputs,
     cohort: Cohort,
     *,
-    prepared: PreparedInputs | None = None,
     patients: list[str],
     classes: np.ndarray,
     prob: np.ndarray,
@@ -116,10 +115,10 @@ def explain_features(
     Args:
         model: the logged fold ensemble (``clinfuse.training.inference``).
         states: each fold's fitted preprocessing states.
-        frame: the model's input frame of the cohort (one row per cohort patient, in cohort order).
-        cohort: the new cohort.
         prepared: each fold's inputs and the presence, as :func:`~clinfuse.training.inference.ensemble_inputs`
-            returns them for ``frame`` (prepared here when None).
+            returns them for the cohort's input frame (one row per cohort patient, in cohort order); the
+            caller's predictions share them.
+        cohort: the new cohort.
         patients: the id written for each patient (pseudonyms unless ``--keep-ids``).
         classes: the logit column explained per patient (0, or the predicted class for multiclass).
         prob: each patient's predicted probability (or risk), which picks the patients that get figures.
@@ -130,7 +129,7 @@ def explain_features(
             explainers grows with each patient (docs/scaling.md), the others' top features stay empty.
     """
     spec = model.spec
-    per_fold, present = prepared if prepared is not None else ensemble_inputs(model, states, frame)
+    per_fold, present = prepared
     views = []
     for k, (fold_model, inputs) in enumerate(zip(model.folds, per_fold, strict=True)):
         fold_model.eval()

@@ -151,11 +151,12 @@ def ensemble_inputs(model: FoldEnsemble, states: dict[str, dict[str, Any]], fram
 
 def ensemble_logits(model: FoldEnsemble, states: dict[str, dict[str, Any]], frame: pd.DataFrame) -> np.ndarray:
     """The mean fold logit ``(n, outputs)`` of the rows of an input frame (as the run's test predictions)."""
-    return fold_mean_logits(model, *ensemble_inputs(model, states, frame))
+    return fold_mean_logits(model, ensemble_inputs(model, states, frame))
 
 
-def fold_mean_logits(model: FoldEnsemble, per_fold: list[dict[str, torch.Tensor]], present: torch.Tensor) -> np.ndarray:
+def fold_mean_logits(model: FoldEnsemble, prepared: PreparedInputs) -> np.ndarray:
     """The mean fold logit ``(n, outputs)`` of inputs already prepared by :func:`ensemble_inputs`."""
+    per_fold, present = prepared
     logits = []
     for fold_model, inputs in zip(model.folds, per_fold, strict=True):
         with torch.no_grad():
