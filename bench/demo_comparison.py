@@ -3,8 +3,8 @@
 ``configs/demo.yaml`` with only the cohort path changed (gated and concat fusion, each modality alone, the
 classical baselines; explanations and the report off: the figure is the time to the evaluated comparison) on
 a synthetic 3D cohort with known truth. The same cohort and splits can be run with the earlier recipe
-(``--recipe previous``: resnet10 image encoder, no gated skip read-out) so the right-sized defaults are
-compared with what they replaced on equal terms.
+(``--recipe previous``: resnet10 image encoder, Pathomic Fusion's gated head with projected embeddings, gates
+from 0.5 and no skip read-out) so the right-sized defaults are compared with what they replaced on equal terms.
 
 Run: ``python bench/demo_comparison.py [--patients 800] [--size 24] [--seed 7] [--recipe default|previous]``.
 """
@@ -31,7 +31,10 @@ from clinfuse.pipeline.experiment import run_experiment
 
 DEMO_CONFIG = BENCH_DIR.parent / "configs" / "demo.yaml"
 # What the demo config trained before the right-sized defaults (issue 18), for the side-by-side figure.
-PREVIOUS_RECIPE = {"encoders": {"imaging": {"name": "resnet10"}}, "fusion": {"skip": False}}
+PREVIOUS_RECIPE = {
+    "encoders": {"imaging": {"name": "resnet10"}},
+    "fusion": {"skip": False, "project": True, "gate_init": 0.5},
+}
 
 
 def _demo_config(cohort: Path, recipe: str, compare: list[str] | None, epochs: int | None) -> dict[str, Any]:

@@ -158,3 +158,42 @@ def test_image_linear_skip_is_configured_and_old_specs_rebuild_without_it(tmp_pa
     rebuilt = create_encoder(old.name, **old.args)
     assert rebuilt.skip is None
     rebuilt.load_state_dict(trained_without)
+
+
+def test_models_saved_before_the_gated_options_rebuild_as_trained(tmp_path: Path) -> None:
+    """A model spec or run config without ``skip``/``project``/``gate_init`` was trained before they existed
+    (projected embeddings, no skip): it rebuilds that way and its weights load, whatever today's defaults."""
+    import yaml
+
+    from clinfuse import outputs
+    from clinfuse.config import FusionConfig, saved_fusion
+    from clinfuse.pipeline.resume import config_of_run
+    from clinfuse.training.inference import model_from_spec
+
+    specs = make_specs()
+    torch.manual_seed(0)
+    trained = build_model(specs, FusionConfig(method="gated", hidden=16, skip=False, project=True), 1)
+    saved = FusionConfig(method="gated", hidden=16).model_dump(mode="json")
+    for key in ("skip", "project", "gate_init"):
+        del saved[key]
+    spec = {
+        "fusion": saved,
+        "modalities": [{"name": m} for m in specs],
+        "encoders": [{m: s.to_json() for m, s in specs.items()}],
+        "n_outputs": 1,
+    }
+    rebuilt = model_from_spec(spec)
+    rebuilt.folds[0].load_state_dict(trained.state_dict())  # strict: the same parameters, no more, no fewer
+    assert rebuilt.folds[0].head.skip is None
+    assert FusionConfig.model_validate(saved_fusion({"project": False})).project is False  # saved values win
+    # Today's defaults differ, so the fill-in is what keeps the old weights loadable.
+    today = build_model(specs, FusionConfig(method="gated", hidden=16), 1)
+    assert today.state_dict().keys() != trained.state_dict().keys()
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = {"name": "old_run", "cohort": str(tmp_path), "fusion": saved}
+    (run_dir / outputs.CONFIG).write_text(yaml.safe_dump(config))
+    (run_dir / outputs.RUN_INFO).write_text("{}")
+    fusion = config_of_run(str(run_dir), tmp_path).fusion
+    assert (fusion.skip, fusion.project, fusion.gate_init) == (False, True, 0.5)

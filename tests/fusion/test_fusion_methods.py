@@ -134,7 +134,8 @@ def test_learns_a_signal_carried_by_one_modality(config: FusionConfig) -> None:
 
 def test_gated_skip_adds_a_gated_linear_read_out_of_each_embedding() -> None:
     """With the MLP head silenced, the logits are exactly sum_m gate_m * w_m . e_m (the Pathomic skip path)."""
-    model = make_model("gated").eval()
+    torch.manual_seed(0)
+    model = build_model(make_specs(), FusionConfig(method="gated", hidden=16, skip=True), 1).eval()
     fusion = model.head
     assert fusion.skip is not None
     with torch.no_grad():
@@ -155,3 +156,30 @@ def test_gated_without_skip_has_no_read_out() -> None:
     torch.manual_seed(0)
     model = build_model(make_specs(), FusionConfig(method="gated", skip=False), 1)
     assert model.head.skip is None
+
+
+def test_unprojected_gates_weigh_the_embeddings_themselves_from_gate_init() -> None:
+    """Without ``project`` each embedding is gated as it is, and ``gate_init`` is every gate's starting value."""
+    torch.manual_seed(0)
+    config = FusionConfig(method="gated", hidden=8, project=False, gate_init=0.9, skip=False)
+    fusion = create_fusion("gated", [3, 4], 1, config).eval()
+    embeddings = [torch.randn(5, 3), torch.randn(5, 4)]
+    with torch.no_grad():
+        fusion.gate[0].weight.zero_()  # no gate reads the embeddings: each sits at its initial value
+        out = fusion(embeddings, torch.ones(5, 2, dtype=torch.bool))
+        expected = fusion.head(0.9 * torch.cat(embeddings, dim=1))
+    torch.testing.assert_close(out.gates, torch.full((5, 2), 0.9))
+    torch.testing.assert_close(out.logits, expected)
+    assert not list(fusion.transforms.parameters())
+    # The Kronecker product needs the small projected widths, so it projects regardless.
+    kronecker = create_fusion("gated", [3, 4], 1, config.model_copy(update={"kronecker": True}))
+    assert [t[0].out_features for t in kronecker.transforms] == [16, 16]
+
+
+def test_projected_gates_start_at_gate_init_too() -> None:
+    config = FusionConfig(method="gated", project=True, gate_init=0.2)
+    fusion = create_fusion("gated", [3, 4], 1, config)
+    with torch.no_grad():
+        fusion.gate[0].weight.zero_()
+        gates = fusion([torch.randn(2, 3), torch.randn(2, 4)], torch.ones(2, 2, dtype=torch.bool)).gates
+    torch.testing.assert_close(gates, torch.full((2, 2), 0.2))

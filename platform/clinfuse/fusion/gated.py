@@ -1,9 +1,10 @@
 """Gated fusion (Pathomic Fusion, Chen et al. 2020): per-modality gates weigh each embedding.
 
-For each modality m: ``h_m = ReLU(Linear(e_m))`` and a gate ``z_m = sigmoid(Linear([e_1..e_M]))_m`` (one
-scalar per modality and patient, computed from all modalities so one can down-weigh another). The gated
-embeddings ``z_m * h_m`` are concatenated, or, with ``kronecker``, combined by the Kronecker product of the
-1-augmented vectors (every unimodal, bimodal, ... interaction term), then fed to an MLP head.
+For each modality m: ``h_m = ReLU(Linear(e_m))`` (or ``h_m = e_m`` without ``project``) and a gate
+``z_m = sigmoid(Linear([e_1..e_M]))_m`` (one scalar per modality and patient, computed from all modalities so
+one can down-weigh another). The gated embeddings ``z_m * h_m`` are concatenated, or, with ``kronecker``,
+combined by the Kronecker product of the 1-augmented vectors (every unimodal, bimodal, ... interaction term),
+then fed to an MLP head.
 """
 
 from __future__ import annotations
@@ -28,17 +29,22 @@ class GatedFusion(nn.Module):
     Args:
         embed_dims: embedding size of each modality, in modality order.
         n_outputs: logits per patient.
-        config: ``hidden`` and ``dropout`` of the head, ``kronecker`` to fuse by outer products.
+        config: ``hidden`` and ``dropout`` of the head, ``kronecker`` to fuse by outer products, ``project``
+            each embedding before its gate, the gates' value at initialisation (``gate_init``), ``skip``.
     """
 
     def __init__(self, embed_dims: list[int], n_outputs: int, config: FusionConfig) -> None:
         super().__init__()
         self.kronecker = config.kronecker
         widths = [_kronecker_width(len(embed_dims))] * len(embed_dims) if self.kronecker else list(embed_dims)
+        # The Kronecker product needs every modality projected to its small width.
+        project = config.project or self.kronecker
         self.transforms = nn.ModuleList(
-            nn.Sequential(nn.Linear(d, w), nn.ReLU()) for d, w in zip(embed_dims, widths, strict=True)
+            nn.Sequential(nn.Linear(d, w), nn.ReLU()) if project else nn.Identity()
+            for d, w in zip(embed_dims, widths, strict=True)
         )
         self.gate = nn.Sequential(nn.Linear(sum(embed_dims), len(embed_dims)), nn.Sigmoid())
+        nn.init.constant_(self.gate[0].bias, math.log(config.gate_init / (1.0 - config.gate_init)))
         self.dropout = nn.Dropout(config.dropout)
         fused = math.prod(w + 1 for w in widths) if self.kronecker else sum(widths)
         self.head = mlp_head(fused, config.hidden, n_outputs, config.dropout)

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from clinfuse import outputs
-from clinfuse.config import ExperimentConfig, apply_overrides, validate_config
+from clinfuse.config import ExperimentConfig, apply_overrides, saved_fusion, validate_config
 from clinfuse.errors import RunError
 
 REPORTS_DIR = Path("reports")
@@ -93,6 +93,8 @@ def config_of_run(
     if not path.is_file():
         raise RunError(f"{run_dir}: config.yaml is missing; the run folder is incomplete")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and isinstance(data.get("fusion"), dict):
+        data["fusion"] = saved_fusion(data["fusion"])
     apply_overrides(data, overrides or [])
     return validate_config(data, source=str(path))
 

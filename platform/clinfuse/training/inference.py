@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from clinfuse.cohort import Cohort
-from clinfuse.config import ExperimentConfig, FusionConfig
+from clinfuse.config import ExperimentConfig, FusionConfig, saved_fusion
 from clinfuse.encoders import EncoderSpec
 from clinfuse.fusion import MultimodalModel, build_model
 from clinfuse.kinds import get_kind
@@ -90,7 +90,7 @@ def ensemble_of(
 
 def model_from_spec(spec: dict[str, Any]) -> FoldEnsemble:
     """Rebuild the (untrained) fold ensemble described by :func:`model_spec`."""
-    fusion = FusionConfig.model_validate(spec["fusion"])
+    fusion = FusionConfig.model_validate(saved_fusion(spec["fusion"]))
     order = [entry["name"] for entry in spec["modalities"]]
     models = [
         build_model({m: EncoderSpec.from_json(fold[m]) for m in order}, fusion, spec["n_outputs"])
