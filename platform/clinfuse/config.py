@@ -69,13 +69,13 @@ class FusionConfig(_Strict):
             ``h_m``); false gates the embeddings themselves. The Kronecker product always projects.
         gate_init: gated only: the value every gate starts at (the gate layer's bias is its logit); near 1
             the head starts with every modality in and learns which to turn down.
+        late_combine: late only: ``mean`` of per-modality logits or a ``learned`` weighting.
+        attention_heads: attention only: heads of the transformer encoder.
+        attention_layers: attention only: layers of the transformer encoder.
 
     The gated defaults (no projection, gates starting at 0.88, no skip) were measured against Pathomic Fusion's
     layout (projection, gates at 0.5, skip) on synthetic and real cohorts: docs/results.md, "Gates that start
     open".
-        late_combine: late only: ``mean`` of per-modality logits or a ``learned`` weighting.
-        attention_heads: attention only: heads of the transformer encoder.
-        attention_layers: attention only: layers of the transformer encoder.
     """
 
     method: str = "gated"
