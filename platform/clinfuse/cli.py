@@ -190,6 +190,8 @@ def _print_outcome(outcome: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from clinfuse.logs import interactive
+
     table = Table(title=f"clinfuse run {outcome.run_id}")
     columns = ("model", "kind", "metric", "test [95% CI]", "CV mean ± sd", "p vs best unimodal", "p vs best classical")
     for column in columns:
@@ -206,7 +208,9 @@ def _print_outcome(outcome: Any) -> None:
             f"{row.fold_mean:.3f} ± {row.fold_sd:.3f}",
             *p_values,
         )
-    console = Console()
+    # Redirected to a file (a cluster job's log) rich would assume 80 columns and cut model names and CIs; a file
+    # has no width, so the table keeps its natural one there.
+    console = Console() if interactive() else Console(width=240)
     console.print(table)
     console.print(f"run folder: {outcome.run_dir}")
     if outcome.report is not None:

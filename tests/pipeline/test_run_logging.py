@@ -58,6 +58,9 @@ def test_redirected_run_logs_as_it_goes(tmp_path: Path, cohort_dir: Path) -> Non
     ):
         assert re.search(rf"^\S+ \S+ INFO {stage}: done in \d", text, re.M), stage
     assert all(LINE.match(line) for line in text.splitlines()[:3])
+    # The comparison table is not cut to 80 columns in a file: whole model names, each CI on its model's line.
+    assert re.search(r"^│ gated +│ fusion +│ auroc +│ \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] +│", text, re.M), text[-3000:]
+    assert "│ logistic_regression " in text
     for notice in NOTICES:
         assert notice not in text, notice
     (run_id, run_dir), *_ = run_folders(project, "logged").items()
