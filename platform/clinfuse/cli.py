@@ -208,8 +208,8 @@ def _print_outcome(outcome: Any) -> None:
             f"{row.fold_mean:.3f} ± {row.fold_sd:.3f}",
             *p_values,
         )
-    # Redirected to a file (a cluster job's log) rich would assume 80 columns and cut model names and CIs; a file
-    # has no width, so the table keeps its natural one there.
+    # Redirected to a file (a cluster job's log) rich would assume 80 columns and cut model names and CIs. A file
+    # has no width, so give it one wide enough for the table's rows and the paths below to stay on one line each.
     console = Console() if interactive() else Console(width=240)
     console.print(table)
     console.print(f"run folder: {outcome.run_dir}")
