@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test workers (pytest-xdist); each test file runs whole in one worker. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test bench lint ui clean
 
@@ -23,7 +25,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check platform tests
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --out bench/results.json

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import platform
-import resource
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
 
 from clinfuse.config import TrainingConfig
-from clinfuse.training.cpu import keep_freed_memory
 from clinfuse.training.loop import _keep_weights, _make_optimizer
 
 
@@ -62,25 +63,36 @@ def test_kept_weights_are_a_copy_that_reuses_its_buffers() -> None:
     assert torch.equal(restored[0].weight, model[0].weight)
 
 
+# Run in a fresh interpreter: page faults count for the whole process, so inside the test session they would
+# depend on which tests ran before (and on how pytest-xdist shares them out between workers).
+_PAGE_FAULT_SCRIPT = """
+import json, resource
+import torch
+from torch import nn
+from clinfuse.training.cpu import keep_freed_memory
+
+assert keep_freed_memory()
+torch.manual_seed(0)
+torch.set_num_threads(1)
+model = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 1))
+# the per-tensor AdamW allocates parameter-sized (16 MiB) temporaries every step, like backward does
+optimizer = torch.optim.AdamW(model.parameters(), foreach=False)
+x = torch.randn(512, 2048)
+faults = []
+for _ in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    optimizer.zero_grad(set_to_none=True)
+    model(x).square().mean().backward()
+    optimizer.step()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps(faults))
+"""
+
+
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc malloc setting")
 def test_training_steps_reuse_freed_memory_instead_of_page_faulting_it_back() -> None:
-    assert keep_freed_memory()
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 1))
-    # the per-tensor AdamW allocates parameter-sized (16 MiB) temporaries every step, like backward does
-    optimizer = torch.optim.AdamW(model.parameters(), foreach=False)
-    x = torch.randn(512, 2048)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        model(x).square().mean().backward()
-        optimizer.step()
-
-    faults = []
-    for _ in range(6):
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        step()
-        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    done = subprocess.run([sys.executable, "-c", _PAGE_FAULT_SCRIPT], capture_output=True, text=True, check=True)
+    faults = json.loads(done.stdout.strip().splitlines()[-1])
     # glibc's default policy hands those blocks back and faults ~8,000 pages in again every step; kept, the
     # heap settles after the first steps (the median leaves room for a step that still grows it)
     assert sorted(faults)[len(faults) // 2] < 500, faults
