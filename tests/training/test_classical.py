@@ -178,7 +178,7 @@ def test_cox_baseline_skips_penalties_that_diverge(monkeypatch: pytest.MonkeyPat
     from sksurv.linear_model import CoxnetSurvivalAnalysis
     from sksurv.util import Surv
 
-    from clinfuse.training.classical import ClassicalFitError, make_estimator
+    from clinfuse.training.estimators import ClassicalFitError, make_estimator
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((80, 6))
@@ -205,7 +205,7 @@ def test_cox_baseline_skips_penalties_that_diverge(monkeypatch: pytest.MonkeyPat
 def test_survival_boosting_label_keeps_censoring_at_time_zero() -> None:
     """XGBoost reads the label's sign as the event flag, and 0 has none: a patient censored at time 0 must stay
     censored (negative) and every patient keep their order in time."""
-    from clinfuse.training.classical import _signed_times
+    from clinfuse.training.estimators import _signed_times
 
     time = np.array([0.0, 0.0, 2.0, 5.0, 1.0])
     event = np.array([False, True, True, False, True])
@@ -222,7 +222,7 @@ def test_survival_boosting_ranks_by_the_planted_log_hazard(n: int) -> None:
     as a log-hazard (not XGBoost's default hazard ratio), and give the same result for the same seed."""
     from sksurv.util import Surv
 
-    from clinfuse.training.classical import CoxBoosting, make_estimator
+    from clinfuse.training.estimators import CoxBoosting, make_estimator
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((n + 300, 5))
@@ -248,7 +248,7 @@ def test_cox_inner_search_from_one_path_per_fold_matches_a_search_over_single_pe
     from sklearn.model_selection import GridSearchCV
     from sksurv.util import Surv
 
-    from clinfuse.training.classical import make_estimator
+    from clinfuse.training.estimators import make_estimator
 
     rng = np.random.default_rng(4)
     x = rng.standard_normal((240, 12))
