@@ -72,6 +72,9 @@ class FusionConfig(_Strict):
         late_combine: late only: ``mean`` of per-modality logits or a ``learned`` weighting.
         attention_heads: attention only: heads of the transformer encoder.
         attention_layers: attention only: layers of the transformer encoder.
+        linear_base: every method: start the model as the penalised linear model of its fold (the classical
+            baseline's logistic or Cox regression on the same features, fitted on the fold's training patients)
+            and let the deep part learn what it misses (:mod:`clinfuse.fusion.linear_base`).
 
     The gated defaults (no projection, gates starting at 0.88, no skip) were measured against Pathomic Fusion's
     layout (projection, gates at 0.5, skip) on synthetic and real cohorts: docs/results.md, "Gates that start
@@ -88,11 +91,12 @@ class FusionConfig(_Strict):
     late_combine: Literal["mean", "learned"] = "mean"
     attention_heads: int = Field(2, gt=0)
     attention_layers: int = Field(1, gt=0)
+    linear_base: bool = True
 
 
 # The value each gated-head option had, in effect, before it existed. A saved run config or model spec that
 # lacks the key was trained that way, whatever today's default is, so it must rebuild that way.
-PREDATED_FUSION_OPTIONS: dict[str, Any] = {"skip": False, "project": True, "gate_init": 0.5}
+PREDATED_FUSION_OPTIONS: dict[str, Any] = {"skip": False, "project": True, "gate_init": 0.5, "linear_base": False}
 
 
 def saved_fusion(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,13 +15,14 @@ from clinfuse.fusion import MultimodalModel, build_model
 from clinfuse.kinds import get_kind
 
 MODALITIES = ["ct", "clinical", "rna"]
+# The heads alone: tests/fusion/test_linear_terms.py adds the linear base to each of them.
 METHODS = {
-    "gated": FusionConfig(method="gated", hidden=16),
-    "gated_kronecker": FusionConfig(method="gated", hidden=16, kronecker=True),
-    "concat": FusionConfig(method="concat", hidden=16),
-    "late_mean": FusionConfig(method="late", hidden=16, late_combine="mean"),
-    "late_learned": FusionConfig(method="late", hidden=16, late_combine="learned"),
-    "attention": FusionConfig(method="attention", hidden=16, attention_heads=2, attention_layers=1),
+    "gated": FusionConfig(method="gated", hidden=16, linear_base=False),
+    "gated_kronecker": FusionConfig(method="gated", hidden=16, linear_base=False, kronecker=True),
+    "concat": FusionConfig(method="concat", hidden=16, linear_base=False),
+    "late_mean": FusionConfig(method="late", hidden=16, linear_base=False, late_combine="mean"),
+    "late_learned": FusionConfig(method="late", hidden=16, linear_base=False, late_combine="learned"),
+    "attention": FusionConfig(method="attention", hidden=16, linear_base=False, attention_heads=2, attention_layers=1),
 }
 
 

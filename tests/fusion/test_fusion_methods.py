@@ -135,7 +135,7 @@ def test_learns_a_signal_carried_by_one_modality(config: FusionConfig) -> None:
 def test_gated_skip_adds_a_gated_linear_read_out_of_each_embedding() -> None:
     """With the MLP head silenced, the logits are exactly sum_m gate_m * w_m . e_m (the Pathomic skip path)."""
     torch.manual_seed(0)
-    model = build_model(make_specs(), FusionConfig(method="gated", hidden=16, skip=True), 1).eval()
+    model = build_model(make_specs(), FusionConfig(method="gated", hidden=16, skip=True, linear_base=False), 1).eval()
     fusion = model.head
     assert fusion.skip is not None
     with torch.no_grad():

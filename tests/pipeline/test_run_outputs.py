@@ -122,10 +122,12 @@ def test_metrics_and_comparison_are_consistent(compare_run: CompareRun) -> None:
 
 def test_history_has_every_epoch_of_every_fold(compare_run: CompareRun) -> None:
     history = pd.read_csv(compare_run.run_dir / "history.csv")
-    assert len(history) == len(MODELS) * 2 * 2
+    # epoch 0 is each fold's linear base before training (fusion.linear_base), then the two epochs trained
+    assert len(history) == len(MODELS) * 2 * 3
     for (model, fold), group in history.groupby(["model", "fold"]):
-        assert list(group["epoch"]) == [1, 2], (model, fold)
-    assert np.isfinite(history["train_loss"]).all() and (history["train_loss"] > 0).all()
+        assert list(group["epoch"]) == [0, 1, 2], (model, fold)
+    trained = history[history["epoch"] > 0]
+    assert np.isfinite(trained["train_loss"]).all() and (trained["train_loss"] > 0).all()
     assert history["val_auroc"].between(0, 1).all()
 
 
@@ -181,3 +183,19 @@ def test_run_wall_time(compare_run: CompareRun, record_property: pytest.RecordPr
     # Recorded, not asserted tightly: the machine is shared, so wall time says little about the code.
     record_property("compare_run_seconds", round(compare_run.seconds, 1))
     assert compare_run.seconds < 900
+
+
+def test_report_says_how_many_folds_kept_their_linear_base(compare_run: CompareRun) -> None:
+    run_dir = compare_run.run_dir
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    primary = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))["model_name"]
+    epochs = [int(fold["best_epoch"]) for fold in metrics[primary]["folds"]]
+    kept = sum(epoch == 0 for epoch in epochs)
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert f"{kept} of {len(epochs)} folds kept the base alone" in html
+    assert "The deep models start from a linear base" in html
+    # every deep model's every fold starts with epoch 0: the base's validation metrics, before any step
+    history = pd.read_csv(run_dir / "history.csv")
+    start = history[history["epoch"] == 0]
+    assert len(start) == history.groupby(["model", "fold"]).ngroups
+    assert start["train_loss"].isna().all() and start["val_auroc"].notna().all()

@@ -13,6 +13,7 @@ from torch import nn
 from clinfuse.config import FusionConfig
 from clinfuse.encoders import EncoderSpec, create_encoder, load_weights
 from clinfuse.errors import ConfigError
+from clinfuse.fusion.linear_base import LinearTerm, linear_width
 from clinfuse.fusion.registry import FusionOutput, create_fusion
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -25,9 +26,23 @@ class MultimodalModel(nn.Module):
         encoders: one encoder per modality (each with ``.embed_dim``), in presence-column order.
         head: a registered fusion head taking the list of filled embeddings and ``present``.
         method: the fusion method's name (kept for logging and reports).
+        linear_terms: optional fixed linear term per modality (:class:`~clinfuse.fusion.linear_base.LinearTerm`,
+            ``fusion.linear_base``), zero until a fit is written into them
+            (:func:`~clinfuse.training.linear_base.set_linear_base`, which also scales the head's logits to 0 so
+            the model starts as the linear fit).
+
+    With linear terms, :meth:`encode` appends each modality's term ``(B, n_outputs)`` to its embedding and
+    :meth:`fuse` splits it off again, so every caller of the two steps (explanations over coalitions, feature
+    attributions) handles the linear part along with its modality.
     """
 
-    def __init__(self, encoders: dict[str, nn.Module], head: nn.Module, method: str) -> None:
+    def __init__(
+        self,
+        encoders: dict[str, nn.Module],
+        head: nn.Module,
+        method: str,
+        linear_terms: dict[str, LinearTerm] | None = None,
+    ) -> None:
         super().__init__()
         self.modalities: list[str] = list(encoders)
         self.method = method
@@ -35,6 +50,18 @@ class MultimodalModel(nn.Module):
         # Zeros: an absent modality starts as a neutral input and the model learns what "absent" means.
         self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(enc.embed_dim)) for m, enc in encoders.items()})
         self.head = head
+        self.linear_terms = None if linear_terms is None else nn.ModuleDict(linear_terms)
+        if self.linear_terms is not None:
+            n_outputs = next(iter(linear_terms.values())).weight.shape[0]
+            self.linear_bias = nn.Parameter(torch.zeros(n_outputs))
+            # Set to 0 with a fitted base: the deep part then enters at scale 0 and grows only as far as it helps
+            # (as in ReZero, Bachlechner et al. 2021). Until then the model is the deep model alone.
+            self.residual_scale = nn.Parameter(torch.ones(()))
+
+    @property
+    def n_linear(self) -> int:
+        """Logits each modality's linear term appends to its embedding (0 without a linear base)."""
+        return 0 if self.linear_terms is None else int(self.linear_bias.shape[0])
 
     @property
     def embed_dims(self) -> dict[str, int]:
@@ -51,7 +78,8 @@ class MultimodalModel(nn.Module):
             present: bool ``(B, M)`` in modality order.
 
         Returns:
-            modality name → ``(B, D_m)`` embeddings, zeros on absent rows.
+            modality name → ``(B, D_m + n_linear)`` embeddings (the linear term, when there is one, in the last
+            ``n_linear`` columns), zeros on absent rows.
         """
         present = present.bool()
         batch = present.shape[0]
@@ -60,12 +88,14 @@ class MultimodalModel(nn.Module):
             rows = present[:, i].nonzero(as_tuple=True)[0]
             reference = self.missing[m]
             if rows.numel() == 0:
-                out[m] = reference.new_zeros(batch, reference.shape[0])
+                out[m] = reference.new_zeros(batch, reference.shape[0] + self.n_linear)
                 continue
             if m not in inputs:
                 raise KeyError(f"modality {m!r} is present in {rows.numel()} rows but has no input tensor")
             x = inputs[m].index_select(0, rows.to(inputs[m].device))
             emb = _run_encoder(self.encoders[m], x)
+            if self.linear_terms is not None:
+                emb = torch.cat([emb, self.linear_terms[m](x).to(emb.dtype)], dim=1)
             out[m] = emb.new_zeros(batch, emb.shape[1]).index_copy(0, rows.to(emb.device), emb)
         return out
 
@@ -73,7 +103,8 @@ class MultimodalModel(nn.Module):
         """Substitute missing embeddings on absent rows and apply the fusion head.
 
         Args:
-            embeddings: modality name → ``(B, D_m)``; a modality left out counts as absent on every row.
+            embeddings: modality name → ``(B, D_m + n_linear)`` as :meth:`encode` returns them; a modality left
+                out counts as absent on every row.
             present: bool ``(B, M)`` in modality order.
 
         Returns:
@@ -82,12 +113,20 @@ class MultimodalModel(nn.Module):
         present = present.bool()
         batch = present.shape[0]
         filled = []
+        linear = None if self.linear_terms is None else self.linear_bias.expand(batch, -1)
         for i, m in enumerate(self.modalities):
             missing = self.missing[m].unsqueeze(0).expand(batch, -1)
             emb = embeddings.get(m)
+            if emb is not None and linear is not None:
+                emb, term = emb[:, : missing.shape[1]], emb[:, missing.shape[1] :]
+                # An absent modality's term is 0: its features at their training means.
+                linear = linear + torch.where(present[:, i : i + 1], term, torch.zeros_like(term))
             # torch.where (not arithmetic masking) so NaN or inf in absent rows never leaks into the output.
             filled.append(missing if emb is None else torch.where(present[:, i : i + 1], emb, missing))
-        return self.head(filled, present)
+        output = self.head(filled, present)
+        if linear is None:
+            return output
+        return FusionOutput(linear + self.residual_scale * output.logits, output.gates)
 
     def forward(self, inputs: dict[str, torch.Tensor], present: torch.Tensor) -> FusionOutput:
         """``fuse(encode(inputs, present), present)``."""
@@ -123,7 +162,9 @@ def build_model(specs: dict[str, EncoderSpec], fusion: FusionConfig, n_outputs: 
     Args:
         specs: modality name → :class:`~clinfuse.encoders.EncoderSpec` (the encoder its kind chose, with the
             family's arguments), in presence-column order (one entry: a unimodal model).
-        fusion: fusion settings (``fusion.method`` picks the registered head).
+        fusion: fusion settings (``fusion.method`` picks the registered head; ``fusion.linear_base`` adds the
+            linear terms, all zero until :func:`~clinfuse.training.linear_base.fit_linear_base` sets them or a
+            saved model's weights are loaded).
         n_outputs: logits per patient: 1 for binary and survival, K for multiclass.
     """
     if not specs:
@@ -140,7 +181,10 @@ def build_model(specs: dict[str, EncoderSpec], fusion: FusionConfig, n_outputs: 
             load_weights(encoder, spec.weights)
         encoders[name] = encoder
     head = create_fusion(fusion.method, [enc.embed_dim for enc in encoders.values()], n_outputs, fusion)
-    return MultimodalModel(encoders, head, fusion.method)
+    terms = None
+    if fusion.linear_base:
+        terms = {name: LinearTerm(linear_width(spec), n_outputs) for name, spec in specs.items()}
+    return MultimodalModel(encoders, head, fusion.method, terms)
 
 
 def _run_encoder(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -161,6 +161,7 @@ def _run(
             callbacks.append(ProgressCallback(progress))
         trained: list[TrainedModel] = []
         metrics: dict[str, Any] = {}
+        bases: dict[Any, Any] = {}  # each fold's linear base, shared by the models on the same modalities
         for index, plan in enumerate(plans):
             # In comparison mode each model gets its own child run holding its fold runs.
             scope = start_child_run(plan.name, {"model": plan.name, "kind": plan.kind}) if len(plans) > 1 else None
@@ -172,7 +173,9 @@ def _run(
                     epochs=epochs,
                     patients=len(cohort.patient_ids) - len(splits.test),
                 ):
-                    model = train_model(plan, index, cohort, config, splits, prepared, device, run_dir, callbacks)
+                    model = train_model(
+                        plan, index, cohort, config, splits, prepared, device, run_dir, callbacks, bases=bases
+                    )
                 with stage(
                     f"metrics {plan.name}", test_patients=len(splits.test), bootstrap=config.evaluation.bootstrap
                 ):
@@ -247,8 +250,9 @@ def _follow_main_rank(
     experiment = config.tracking.experiment or config.name
     run_dir = (project_dir / config.report.out_dir / experiment / run_id).resolve()
     prepared = prepare_inputs(cohort, modalities, config, run_dir / outputs.CACHE)
+    bases: dict[Any, Any] = {}
     trained = [
-        train_model(plan, index, cohort, config, splits, prepared, ctx.device, run_dir)
+        train_model(plan, index, cohort, config, splits, prepared, ctx.device, run_dir, bases=bases)
         for index, plan in enumerate(plan_models(config, modalities))
     ]
     return RunOutcome(run_id, run_dir, {}, None, None, trained)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from clinfuse import outputs
 from clinfuse.errors import RunError
@@ -95,6 +96,16 @@ class RunFolder:
         """Modality -> registered kind, as the run recorded it (empty for runs from before kinds)."""
         kinds = self.run_info.get("modality_kinds")
         return {str(m): str(k) for m, k in kinds.items()} if isinstance(kinds, dict) else {}
+
+    @property
+    def linear_base(self) -> bool:
+        """Whether the deep models started from a linear base (``fusion.linear_base``; false in runs predating it)."""
+        try:
+            config = yaml.safe_load(self.get("config.yaml") or "")
+        except yaml.YAMLError:
+            return False
+        fusion = config.get("fusion") if isinstance(config, dict) else None
+        return bool(isinstance(fusion, dict) and fusion.get("linear_base", False))
 
     @property
     def primary_model(self) -> str | None:

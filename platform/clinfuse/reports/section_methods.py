@@ -80,6 +80,17 @@ _CAVEATS = (
 )
 
 
+_LINEAR_BASE = (
+    "The deep models start from a linear base: each fold's penalised regression (the classical logistic or Cox "
+    "regression, on the same features, fitted on that fold's training patients) is part of the model, and the "
+    "networks' output is added to it at a scale that starts at 0. Epoch 0, the linear base alone, competes with "
+    "every training epoch on the validation metric, so a fold whose networks never improve on the base keeps "
+    "the base (best epoch 0 in the per-fold table). In the modality Shapley game a modality outside a "
+    "coalition enters the linear part as its features at their training means (a contribution of 0) and the "
+    "networks as its missing embedding.",
+)
+
+
 def _list(items: tuple[str, ...]) -> Raw:
     return Raw("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in items) + "</ul>")
 
@@ -88,7 +99,7 @@ def methods_section(run: RunFolder) -> Raw:
     """How each number was computed, what it does not mean, and data caveats."""
     parts = [
         heading("How the numbers were computed"),
-        _list(_HOW + (_SURVIVAL if run.task == "survival" else ())),
+        _list(_HOW + (_LINEAR_BASE if run.linear_base else ()) + (_SURVIVAL if run.task == "survival" else ())),
         heading("What the values do not mean"),
         _list(_NOT),
         heading("Data caveats"),

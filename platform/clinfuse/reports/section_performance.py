@@ -41,6 +41,22 @@ def _folds_table(entry: dict[str, Any]) -> Raw | None:
     return table(["fold", *names], rows)
 
 
+def _base_kept(entry: dict[str, Any]) -> list[str]:
+    """How many folds kept their linear base alone (best epoch 0): the networks added nothing on validation."""
+    epochs = [f.get("best_epoch") for f in entry.get("folds") or [] if isinstance(f, dict)]
+    epochs = [e for e in epochs if isinstance(e, (int, float))]
+    if not epochs:
+        return []
+    kept = sum(1 for e in epochs if e == 0)
+    return [
+        note(
+            f"The model started from its linear base (the fold's penalised regression): {kept} of {len(epochs)} "
+            "folds kept the base alone (best epoch 0), because no training epoch of the networks improved the "
+            "validation metric on it."
+        )
+    ]
+
+
 def _survival_curves(predictions: Any, chosen: str, run: RunFolder) -> list[str]:
     outcome = "event" if "event" in predictions.columns else "label"
     if "risk" not in predictions.columns or outcome not in predictions.columns:
@@ -293,6 +309,8 @@ def performance_section(run: RunFolder) -> Raw:
         folds = _folds_table(entry)
         if folds is not None:
             parts.append(details("Per-fold validation metrics", [folds]))
+        if run.linear_base:
+            parts.extend(_base_kept(entry))
     parts.append(heading("Curves"))
     parts.extend(_curves(run))
     parts.extend(_comparison(run))

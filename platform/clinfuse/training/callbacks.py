@@ -19,7 +19,8 @@ class TrainingCallback:
         return nullcontext()
 
     def on_epoch(self, model: str, fold: int, epoch: int, metrics: dict[str, float]) -> None:
-        """After each epoch: ``train_loss`` and the validation metrics (``val_<metric>``)."""
+        """After each epoch: ``train_loss`` and the validation metrics (``val_<metric>``). A model with a linear
+        base also reports epoch 0, its fitted start before any training step (validation metrics only)."""
 
     def on_fold_end(self, model: str, fold: int, metrics: dict[str, float], best_epoch: int) -> None:
         """After a fold was trained: its validation metrics at the best epoch."""

@@ -162,6 +162,21 @@ def _keep_weights(kept: dict[str, torch.Tensor], model: nn.Module) -> None:
             held.copy_(value.detach())
 
 
+def _validation_metrics(
+    model: MultimodalModel,
+    loader: DataLoader,
+    device: torch.device,
+    amp: str,
+    task: str,
+    y: np.ndarray,
+    time: np.ndarray | None,
+) -> dict[str, float]:
+    """The task's metrics on the validation patients, keyed ``val_<metric>`` (0.5 threshold for classification)."""
+    scores = scores_from_logits(predict(model, loader, device, amp).logits, task)
+    metrics = evaluate_scores(task, y, scores, None if task == "survival" else 0.5, time)
+    return {f"val_{k}": v for k, v in metrics.items()}
+
+
 def train_fold(
     model: MultimodalModel,
     train_loader: DataLoader,
@@ -212,8 +227,16 @@ def train_fold(
     metric = cfg.early_stopping.metric
     if task == "survival":
         metric = SURVIVAL_ALIASES.get(metric, metric)
-    # Epoch 1 always records its weights below, so nothing needs copying before training starts.
     best = FoldResult({}, 0, float("nan"))
+    if model.linear_terms is not None:
+        # A model with a linear base starts as a fitted model (the penalised fit): epoch 0 is a candidate, kept
+        # when no epoch of training improves on it. Otherwise epoch 1 always records its weights below.
+        start = _validation_metrics(model, val_loader, device, cfg.amp, task, val_y, val_time)
+        if on_epoch is not None:
+            on_epoch(0, start)
+        best.history.append({"epoch": 0.0, **start})
+        _keep_weights(best.state_dict, model)
+        best.best_score = float(start.get(f"val_{metric}", float("nan")))
     stale = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -234,12 +257,9 @@ def train_fold(
             count += len(batch["y"])
         total, count = reduce_sums([total, count], ctx)
         sync_buffers(model, ctx)
-        val = predict(model, val_loader, device, cfg.amp)
-        scores = scores_from_logits(val.logits, task)
         metrics = {"train_loss": total / max(count, 1)}
-        val_metrics = evaluate_scores(task, val_y, scores, None if task == "survival" else 0.5, val_time)
-        metrics.update({f"val_{k}": v for k, v in val_metrics.items()})
-        score = float(val_metrics.get(metric, float("nan")))
+        metrics.update(_validation_metrics(model, val_loader, device, cfg.amp, task, val_y, val_time))
+        score = float(metrics.get(f"val_{metric}", float("nan")))
         if scheduler is not None:
             if cfg.schedule == "plateau":
                 scheduler.step(score if not math.isnan(score) else 0.0)
@@ -248,7 +268,7 @@ def train_fold(
         if on_epoch is not None:
             on_epoch(epoch, metrics)
         best.history.append({"epoch": float(epoch), **metrics})
-        if _improved(score, best.best_score, cfg.early_stopping.mode) or epoch == 1:
+        if _improved(score, best.best_score, cfg.early_stopping.mode) or not best.state_dict:
             _keep_weights(best.state_dict, model)
             best.best_epoch, best.best_score = epoch, score
             stale = 0

@@ -25,6 +25,7 @@ from clinfuse.outputs import checkpoint_file
 from clinfuse.training.callbacks import TrainingCallback
 from clinfuse.training.data import FoldInputs, PatientDataset, encoder_specs, fit_fold_inputs, make_loader
 from clinfuse.training.distributed import broadcast_object, current_context, make_train_loader
+from clinfuse.training.linear_base import LinearFit, linear_fit, set_linear_base
 from clinfuse.training.loop import (
     FoldResult,
     Predictions,
@@ -127,6 +128,7 @@ def train_model(
     run_dir: Path,
     callbacks: Sequence[TrainingCallback] = (),
     predict_test: bool = True,
+    bases: dict[tuple[tuple[str, ...], int], LinearFit] | None = None,
 ) -> TrainedModel:
     """Train one planned model on every fold (reusing finished folds' checkpoints) and predict the test set.
 
@@ -141,7 +143,10 @@ def train_model(
         run_dir: checkpoints go to ``<run_dir>/checkpoints``.
         callbacks: reporting hooks (MLflow, progress); none in a plain notebook call.
         predict_test: predict the test patients (tuning leaves them untouched).
+        bases: each fold's linear base (``fusion.linear_base``) by (modalities, fold), filled and reused across
+            the models of a run: models on the same modalities share a fold's penalised fit.
     """
+    bases = {} if bases is None else bases
     trained = TrainedModel(plan)
     modalities = list(plan.modalities)
     y, time = cohort.y, cohort.time
@@ -173,6 +178,13 @@ def train_model(
                     for callback in callbacks:
                         callback.on_epoch(plan.name, fold, epoch, metrics)
 
+                if model.linear_terms is not None:
+                    key = (tuple(modalities), fold)
+                    if key not in bases:
+                        bases[key] = linear_fit(
+                            cohort, modalities, inputs, train_idx, n_outputs_for(cohort), config.seed + fold
+                        )
+                    set_linear_base(model, bases[key])
                 result = train_fold(
                     model,
                     train_loader,
