@@ -77,6 +77,20 @@ def test_the_deep_part_enters_at_its_scale(method: str) -> None:
     torch.testing.assert_close(out, _linear_part(model, batch, present) + 0.5 * deep)
 
 
+def test_networks_off_is_the_linear_model_and_restores_the_scale() -> None:
+    model = _model_with_terms()
+    batch = make_batch(4)
+    present = torch.ones(4, 3, dtype=torch.bool)
+    with torch.no_grad():
+        model.residual_scale.fill_(0.7)
+        with model.networks_off():
+            alone = model(batch, present).logits
+        both = model(batch, present).logits
+    torch.testing.assert_close(alone, _linear_part(model, batch, present))
+    assert model.residual_scale.item() == pytest.approx(0.7)
+    assert not torch.allclose(both, alone)
+
+
 def test_an_unfitted_base_leaves_the_deep_model_unchanged(method: str) -> None:
     torch.manual_seed(3)
     plain = build_model(make_specs(), METHODS[method], 1).eval()

@@ -105,7 +105,8 @@ def test_an_untrained_model_predicts_as_the_classical_linear_baseline(fold: _Fol
     model = fold.model()
     set_linear_base(model, linear_fit(fold.cohort, fold.modalities, fold.inputs, fold.train, 1, fold.config.seed))
     test = fold.splits.test
-    mine = predict(model, fold.loader(test), torch.device("cpu")).logits[:, 0]
+    with model.networks_off():
+        mine = predict(model, fold.loader(test), torch.device("cpu")).logits[:, 0]
     linear = classical_plans(fold.config, fold.modalities, fold.cohort.task)[0]
     baseline = train_classical(linear, fold.cohort, fold.config, fold.splits, fold.prepared).folds[0]
     presence = np.stack([fold.cohort.modalities[m].present for m in fold.modalities], axis=1)
@@ -149,9 +150,16 @@ def test_a_modality_no_training_patient_has_gets_a_zero_term(fold: _Fold) -> Non
 def test_training_keeps_the_linear_fit_when_no_epoch_improves_on_it(fold: _Fold) -> None:
     model = fold.model()
     set_linear_base(model, linear_fit(fold.cohort, fold.modalities, fold.inputs, fold.train, 1, 0))
-    before = predict(model, fold.loader(fold.val), torch.device("cpu")).logits
+    with model.networks_off():
+        before = predict(model, fold.loader(fold.val), torch.device("cpu")).logits
+    with_networks = predict(model, fold.loader(fold.val), torch.device("cpu")).logits
+    # the networks join the base at their learned scale (1 at the start), so epoch 0 differs from the model trained
+    assert model.residual_scale.item() == 1.0 and not np.allclose(with_networks, before)
     seen: list[int] = []
-    # a step too small to change any prediction: no epoch can beat epoch 0
+    # untrained networks that drown the fit (scale 100) and steps too small to train them: every epoch predicts
+    # noise, so the fold must come back as epoch 0, the base alone
+    with torch.no_grad():
+        model.residual_scale.fill_(100.0)
     cfg = fold.config.training.model_copy(update={"epochs": 2, "optimizer": "sgd", "lr": 1e-12})
     dataset = PatientDataset(fold.train, fold.cohort, fold.modalities, fold.inputs, True)
     time = fold.cohort.time

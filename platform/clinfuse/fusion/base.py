@@ -7,6 +7,9 @@ missing embedding for absent rows and applies the fusion method. The split lets 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -28,8 +31,8 @@ class MultimodalModel(nn.Module):
         method: the fusion method's name (kept for logging and reports).
         linear_terms: optional fixed linear term per modality (:class:`~clinfuse.fusion.linear_base.LinearTerm`,
             ``fusion.linear_base``), zero until a fit is written into them
-            (:func:`~clinfuse.training.linear_base.set_linear_base`, which also scales the head's logits to 0 so
-            the model starts as the linear fit).
+            (:func:`~clinfuse.training.linear_base.set_linear_base`); the head's logits are added at a learned
+            scale.
 
     With linear terms, :meth:`encode` appends each modality's term ``(B, n_outputs)`` to its embedding and
     :meth:`fuse` splits it off again, so every caller of the two steps (explanations over coalitions, feature
@@ -54,9 +57,23 @@ class MultimodalModel(nn.Module):
         if self.linear_terms is not None:
             n_outputs = next(iter(linear_terms.values())).weight.shape[0]
             self.linear_bias = nn.Parameter(torch.zeros(n_outputs))
-            # Set to 0 with a fitted base: the deep part then enters at scale 0 and grows only as far as it helps
-            # (as in ReZero, Bachlechner et al. 2021). Until then the model is the deep model alone.
+            # Learned: how much of the networks' output joins the base. It starts at 1 (an unfitted base is zero,
+            # so the model is then exactly the deep model); 0 is the base alone (:meth:`networks_off`).
             self.residual_scale = nn.Parameter(torch.ones(()))
+
+    @contextmanager
+    def networks_off(self) -> Iterator[None]:
+        """Inside the block the model is its linear base alone (the networks' scale at 0); restored after."""
+        if self.linear_terms is None:
+            raise ValueError("the model has no linear base (fusion.linear_base is false)")
+        saved = self.residual_scale.detach().clone()
+        with torch.no_grad():
+            self.residual_scale.zero_()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                self.residual_scale.copy_(saved)
 
     @property
     def n_linear(self) -> int:
@@ -95,7 +112,8 @@ class MultimodalModel(nn.Module):
             x = inputs[m].index_select(0, rows.to(inputs[m].device))
             emb = _run_encoder(self.encoders[m], x)
             if self.linear_terms is not None:
-                emb = torch.cat([emb, self.linear_terms[m](x).to(emb.dtype)], dim=1)
+                term = self.linear_terms[m](x)
+                emb = torch.cat([emb.to(term.dtype), term], dim=1)
             out[m] = emb.new_zeros(batch, emb.shape[1]).index_copy(0, rows.to(emb.device), emb)
         return out
 

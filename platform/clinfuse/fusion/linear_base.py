@@ -10,8 +10,9 @@ model's logits are
 where ``phi_m`` is the summary a classical model reads of modality m (a table's columns as they are; an image's
 or a recording's intensity statistics and pooled grid), ``mu_m`` its training mean and ``W_m`` the coefficients
 of the penalised fit on the fold's training patients (:mod:`clinfuse.training.linear_base` fits them and they
-stay fixed). ``residual_scale`` starts at 0, so before training the model *is* the penalised fit, and the
-early-stopped deep part is kept only where it improves on it.
+stay fixed). ``residual_scale`` is learned. Training validates the base alone first (epoch 0, the networks'
+scale at 0): it is the fold's model unless an epoch of training improves on it, so the networks are kept only
+where validation says they add to the penalised fit.
 
 A modality outside a coalition (or absent) contributes ``W_m (mu_m - mu_m) = 0``: the linear part treats an
 absent modality the way the classical baselines and their Shapley game do (features at their training means).
@@ -62,6 +63,9 @@ class LinearTerm(nn.Module):
         self.register_buffer("center", torch.zeros(width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The term's logits ``(n, n_outputs)``."""
-        features = linear_features(x).to(self.weight.dtype)
-        return (features - self.center) @ self.weight.T
+        """The term's logits ``(n, n_outputs)``, in the weights' precision even under mixed precision."""
+        # Half precision would round the fit's coefficients (which are per raw unit, so can be large) and the
+        # summary's quantiles; the term is one small matrix product, so it stays out of autocast.
+        with torch.autocast(x.device.type, enabled=False):
+            features = linear_features(x.to(self.weight.dtype))
+            return (features - self.center) @ self.weight.T

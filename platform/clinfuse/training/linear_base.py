@@ -82,7 +82,7 @@ def linear_fit(
 
 
 def set_linear_base(model: MultimodalModel, fit: LinearFit) -> None:
-    """Write a fit into the model's linear terms and bias; the deep part's scale goes back to 0."""
+    """Write a fit into the model's linear terms and bias (the networks and their scale are left as they are)."""
     if model.linear_terms is None:
         raise ValueError("the model has no linear base (fusion.linear_base is false)")
     with torch.no_grad():
@@ -94,7 +94,6 @@ def set_linear_base(model: MultimodalModel, fit: LinearFit) -> None:
             term.weight.copy_(torch.as_tensor(fit.weights[name]))
             term.center.copy_(torch.as_tensor(fit.centers[name]))
         model.linear_bias.copy_(torch.as_tensor(fit.bias))
-        model.residual_scale.zero_()
 
 
 def _features(inputs: FoldInputs, name: str, rows: np.ndarray, like: int) -> np.ndarray:

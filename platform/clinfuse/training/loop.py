@@ -229,13 +229,14 @@ def train_fold(
         metric = SURVIVAL_ALIASES.get(metric, metric)
     best = FoldResult({}, 0, float("nan"))
     if model.linear_terms is not None:
-        # A model with a linear base starts as a fitted model (the penalised fit): epoch 0 is a candidate, kept
-        # when no epoch of training improves on it. Otherwise epoch 1 always records its weights below.
-        start = _validation_metrics(model, val_loader, device, cfg.amp, task, val_y, val_time)
+        # The linear base alone (the penalised fit, networks off) is epoch 0: a fitted model, kept when no epoch
+        # of training improves on it. Without a base, epoch 1 always records its weights below.
+        with model.networks_off():
+            start = _validation_metrics(model, val_loader, device, cfg.amp, task, val_y, val_time)
+            _keep_weights(best.state_dict, model)
         if on_epoch is not None:
             on_epoch(0, start)
         best.history.append({"epoch": 0.0, **start})
-        _keep_weights(best.state_dict, model)
         best.best_score = float(start.get(f"val_{metric}", float("nan")))
     stale = 0
     for epoch in range(1, cfg.epochs + 1):
