@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from clinfuse.cohort import load_cohort, make_splits
 from clinfuse.config import ExperimentConfig
+from clinfuse.errors import ClinfuseError
 from clinfuse.fusion import build_model
 from clinfuse.training.classical import classical_plans, design_matrix, logits, train_classical
 from clinfuse.training.data import PatientDataset, encoder_specs, fit_fold_inputs, make_loader, prepare_inputs
@@ -183,3 +184,12 @@ def test_training_keeps_the_linear_fit_when_no_epoch_improves_on_it(fold: _Fold)
     model.load_state_dict(result.state_dict)
     assert model.residual_scale.item() == 0.0
     np.testing.assert_allclose(predict(model, fold.loader(fold.val), torch.device("cpu")).logits, before, atol=1e-6)
+
+
+def test_a_fit_that_fails_names_the_switch(fold: _Fold) -> None:
+    cohort = copy.copy(fold.cohort)
+    y = fold.cohort.y.copy()
+    y[fold.train] = 0  # one class, or no event, among the training patients: nothing to fit
+    cohort.y = y
+    with pytest.raises(ClinfuseError, match=r"linear base .* fusion.linear_base: false"):
+        linear_fit(cohort, fold.modalities, fold.inputs, fold.train, 1, 0)

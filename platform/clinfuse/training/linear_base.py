@@ -70,7 +70,14 @@ def linear_fit(
     y = cohort.y[train]
     time = None if cohort.time is None else cohort.time[train]
     name = "cox_regression" if task == "survival" else "logistic_regression"
-    estimator = fit_estimator(make_estimator(name, task, seed, y), x, estimator_target(task, y, time), train)
+    try:
+        estimator = fit_estimator(make_estimator(name, task, seed, y), x, estimator_target(task, y, time), train)
+    except (ClinfuseError, ValueError, ArithmeticError) as exc:
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ClinfuseError(
+            f"the linear base ({name}) cannot be fitted on a fold's {len(train)} training patients x {x.shape[1]} "
+            f"features ({reason}); set fusion.linear_base: false to train the networks alone"
+        ) from exc
     coefficients, intercept = _affine_map(estimator, x, n_outputs)
     weights, start = {}, 0
     for name in modalities:
