@@ -181,8 +181,8 @@ def build_model(specs: dict[str, EncoderSpec], fusion: FusionConfig, n_outputs: 
         specs: modality name → :class:`~clinfuse.encoders.EncoderSpec` (the encoder its kind chose, with the
             family's arguments), in presence-column order (one entry: a unimodal model).
         fusion: fusion settings (``fusion.method`` picks the registered head; ``fusion.linear_base`` adds the
-            linear terms, all zero until :func:`~clinfuse.training.linear_base.fit_linear_base` sets them or a
-            saved model's weights are loaded).
+            linear terms, all zero until :func:`~clinfuse.training.linear_base.set_linear_base` writes a fit
+            into them or a saved model's weights are loaded).
         n_outputs: logits per patient: 1 for binary and survival, K for multiclass.
     """
     if not specs:

@@ -69,14 +69,15 @@ def linear_fit(
     task = cohort.task
     y = cohort.y[train]
     time = None if cohort.time is None else cohort.time[train]
-    name = "cox_regression" if task == "survival" else "logistic_regression"
+    regression = "cox_regression" if task == "survival" else "logistic_regression"
     try:
-        estimator = fit_estimator(make_estimator(name, task, seed, y), x, estimator_target(task, y, time), train)
+        estimator = make_estimator(regression, task, seed, y)
+        estimator = fit_estimator(estimator, x, estimator_target(task, y, time), train)
     except (ClinfuseError, ValueError, ArithmeticError) as exc:
         reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ClinfuseError(
-            f"the linear base ({name}) cannot be fitted on a fold's {len(train)} training patients x {x.shape[1]} "
-            f"features ({reason}); set fusion.linear_base: false to train the networks alone"
+            f"the linear base ({regression}) cannot be fitted on a fold's {len(train)} training patients x "
+            f"{x.shape[1]} features ({reason}); set fusion.linear_base: false to train the networks alone"
         ) from exc
     coefficients, intercept = _affine_map(estimator, x, n_outputs)
     weights, start = {}, 0
