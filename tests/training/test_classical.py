@@ -7,10 +7,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-import yaml
+from table_cohorts import write_table_cohort
 
 from clinfuse.cohort import Cohort, Splits, load_cohort, make_splits
 from clinfuse.config import ExperimentConfig
@@ -21,44 +20,6 @@ from clinfuse.training.data import prepare_inputs
 from clinfuse.training.loop import evaluate_scores, scores_from_logits
 
 N, FOLDS, TEST_FRACTION, SEED = 120, 3, 0.25, 0
-
-
-def _write_cohort(root: Path, task: str = "binary", seed: int = 0) -> Path:
-    """``clinical`` holds ``marker`` (equal to the label up to tiny noise, or the log-hazard for survival) and
-    noise columns; ``genomic`` is noise; a fifth of the patients lack genomic data."""
-    rng = np.random.default_rng(seed)
-    ids = [f"P{i:03d}" for i in range(N)]
-    y = rng.permutation(np.arange(N) % 2)
-    clinical = pd.DataFrame(rng.normal(size=(N, 3)), columns=["age", "bmi", "score"])
-    labels = pd.DataFrame({"patient_id": ids})
-    if task == "survival":
-        risk = rng.normal(size=N)
-        clinical["marker"] = risk
-        labels["time"] = rng.exponential(np.exp(-2.0 * risk))
-        labels["event"] = (rng.random(N) < 0.8).astype(int)
-        label = {"table": "labels.csv", "task": "survival", "time_column": "time", "event_column": "event"}
-    else:
-        clinical["marker"] = y + rng.normal(scale=0.01, size=N)
-        labels["diagnosis"] = y
-        label = {"table": "labels.csv", "column": "diagnosis", "task": "binary", "positive": 1}
-    clinical.insert(0, "patient_id", ids)
-    genomic = pd.DataFrame(rng.normal(size=(N, 40)), columns=[f"G{j:02d}" for j in range(40)])
-    genomic.insert(0, "patient_id", ids)
-    root.mkdir()
-    clinical.to_csv(root / "clinical.csv", index=False)
-    genomic.iloc[N // 5 :].to_csv(root / "genomic.csv", index=False)
-    labels.to_csv(root / "labels.csv", index=False)
-    spec = {
-        "name": "classical",
-        "id_column": "patient_id",
-        "label": label,
-        "modalities": {
-            "clinical": {"type": "tabular", "table": "clinical.csv"},
-            "genomic": {"type": "genomic", "table": "genomic.csv"},
-        },
-    }
-    (root / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    return root
 
 
 def _fit_all(cohort: Cohort, tmp_path: Path, splits: Splits | None = None) -> tuple[dict, Splits]:
@@ -74,7 +35,7 @@ def _fit_all(cohort: Cohort, tmp_path: Path, splits: Splits | None = None) -> tu
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cohort, dict, object]:
     folder = tmp_path_factory.mktemp("binary")
-    cohort = load_cohort(_write_cohort(folder / "cohort"))
+    cohort = load_cohort(write_table_cohort(folder / "cohort", n=N))
     trained, splits = _fit_all(cohort, folder)
     return cohort, trained, splits
 
@@ -129,7 +90,7 @@ def test_inner_cross_validation_never_sees_validation_or_test_patients(binary, t
 
 
 def test_survival_baselines_rank_by_the_risk_column(tmp_path: Path) -> None:
-    cohort = load_cohort(_write_cohort(tmp_path / "cohort", task="survival"))
+    cohort = load_cohort(write_table_cohort(tmp_path / "cohort", task="survival", n=N))
     trained, splits = _fit_all(cohort, tmp_path)
     assert list(trained) == ["cox_regression", "gradient_boosting"]
     event, time = cohort.y[splits.test], cohort.time[splits.test]

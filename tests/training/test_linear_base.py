@@ -7,13 +7,12 @@ import copy
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-import yaml
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from table_cohorts import write_table_cohort
 
 from clinfuse.cohort import load_cohort, make_splits
 from clinfuse.config import ExperimentConfig
@@ -27,47 +26,11 @@ from clinfuse.training.loop import predict, train_fold
 N = 90
 
 
-def _write_cohort(root: Path, task: str) -> Path:
-    """``clinical.marker`` carries the label (or the log-hazard); genomic columns are noise, and a fifth of the
-    patients lack them."""
-    rng = np.random.default_rng(4)
-    ids = [f"P{i:03d}" for i in range(N)]
-    clinical = pd.DataFrame(rng.normal(size=(N, 3)), columns=["age", "bmi", "score"])
-    labels = pd.DataFrame({"patient_id": ids})
-    if task == "survival":
-        risk = rng.normal(size=N)
-        clinical["marker"] = risk
-        labels["time"] = rng.exponential(np.exp(-1.5 * risk))
-        labels["event"] = (rng.random(N) < 0.8).astype(int)
-        label = {"table": "labels.csv", "task": "survival", "time_column": "time", "event_column": "event"}
-    else:
-        y = rng.permutation(np.arange(N) % 2)
-        clinical["marker"] = y + rng.normal(scale=0.8, size=N)
-        labels["diagnosis"] = y
-        label = {"table": "labels.csv", "column": "diagnosis", "task": "binary", "positive": 1}
-    clinical.insert(0, "patient_id", ids)
-    genomic = pd.DataFrame(rng.normal(size=(N, 20)), columns=[f"G{j:02d}" for j in range(20)])
-    genomic.insert(0, "patient_id", ids)
-    root.mkdir()
-    clinical.to_csv(root / "clinical.csv", index=False)
-    genomic.iloc[N // 5 :].to_csv(root / "genomic.csv", index=False)
-    labels.to_csv(root / "labels.csv", index=False)
-    spec = {
-        "name": "linear-base",
-        "id_column": "patient_id",
-        "label": label,
-        "modalities": {
-            "clinical": {"type": "tabular", "table": "clinical.csv"},
-            "genomic": {"type": "genomic", "table": "genomic.csv"},
-        },
-    }
-    (root / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    return root
-
-
 class _Fold:
     def __init__(self, tmp_path: Path, task: str) -> None:
-        self.cohort = load_cohort(_write_cohort(tmp_path / "cohort", task))
+        self.cohort = load_cohort(
+            write_table_cohort(tmp_path / "cohort", task, seed=4, n=N, marker_noise=0.8, genes=20)
+        )
         self.config = ExperimentConfig(cohort=self.cohort.root, evaluation={"folds": 3, "test_fraction": 0.25})
         self.splits = make_splits(self.cohort.y, 3, 0.25, self.config.seed)
         self.modalities = self.cohort.modality_names
