@@ -83,10 +83,10 @@ _CAVEATS = (
 _LINEAR_BASE = (
     "The deep models start from a linear base: each fold's penalised regression (the classical logistic or Cox "
     "regression, on the same features, fitted on that fold's training patients) is part of the model, and the "
-    "networks' output is added to it at a scale that starts at 0. Epoch 0, the linear base alone, competes with "
-    "every training epoch on the validation metric, so a fold whose networks never improve on the base keeps "
-    "the base (best epoch 0 in the per-fold table). In the modality Shapley game a modality outside a "
-    "coalition enters the linear part as its features at their training means (a contribution of 0) and the "
+    "networks' output is added to it at a learned scale. Epoch 0, the linear base alone (the networks switched "
+    "off), competes with every training epoch on the validation metric, so a fold whose networks never improve "
+    "on the base keeps the base (best epoch 0 in the per-fold table). In the modality Shapley game a modality "
+    "outside a coalition enters the linear part as its features at their training means (a contribution of 0) and the "
     "networks as its missing embedding.",
 )
 
