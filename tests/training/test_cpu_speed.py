@@ -79,7 +79,7 @@ model = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 1))
 optimizer = torch.optim.AdamW(model.parameters(), foreach=False)
 x = torch.randn(512, 2048)
 faults = []
-for _ in range(6):
+for _ in range(10):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     optimizer.zero_grad(set_to_none=True)
     model(x).square().mean().backward()
@@ -94,5 +94,7 @@ def test_training_steps_reuse_freed_memory_instead_of_page_faulting_it_back() ->
     done = subprocess.run([sys.executable, "-c", _PAGE_FAULT_SCRIPT], capture_output=True, text=True, check=True)
     faults = json.loads(done.stdout.strip().splitlines()[-1])
     # glibc's default policy hands those blocks back and faults ~8,000 pages in again every step; kept, the
-    # heap settles after the first steps (the median leaves room for a step that still grows it)
-    assert sorted(faults)[len(faults) // 2] < 500, faults
+    # heap settles after two steps. The median of the eight after them leaves room for up to three steps that
+    # still grow it (a CI run saw one late 4 MiB growth: [25147, 8193, 1, 0, 0, 1024] failed a median of six).
+    settled = sorted(faults[2:])
+    assert settled[len(settled) // 2] < 500, faults
