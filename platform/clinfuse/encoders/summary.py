@@ -58,11 +58,22 @@ def summary_names(in_channels: int, spatial_shape: tuple[int, ...]) -> list[str]
     return names + [f"c{c}_cell{j}" for c in range(in_channels) for j in range(cells)]
 
 
-class SummarySkip(nn.Module):
-    """``Linear(summary_features(x))``: an image encoder's linear skip (wide and deep, for spatial inputs).
+def full_grid_summary(x: torch.Tensor) -> torch.Tensor:
+    """:func:`summary_features` on the full :data:`GRID_CELLS` of ``x``'s dimensionality, whatever its size
+    (adaptive pooling repeats voxels of an axis shorter than its cells): a width fixed by channels and axes."""
+    return summary_features(x, GRID_CELLS[x.ndim - 2])
 
-    The grid is the full :data:`GRID_CELLS` of ``spatial_dims`` whatever the input size (adaptive pooling repeats
-    voxels of an axis shorter than its cells), so the layer's width does not depend on the input's size.
+
+def full_grid_width(spatial_dims: int, in_channels: int) -> int:
+    """Width of :func:`full_grid_summary` for inputs with ``in_channels`` and ``spatial_dims`` axes."""
+    return in_channels * (len(STATISTICS) + math.prod(GRID_CELLS[spatial_dims]))
+
+
+class SummarySkip(nn.Module):
+    """``Linear(full_grid_summary(x))``: an image encoder's linear skip (wide and deep, for spatial inputs).
+
+    The summary's grid is the full :data:`GRID_CELLS` whatever the input size, so the layer's width does not
+    depend on the input's size.
 
     Args:
         spatial_dims: 1 (signals), 2 or 3.
@@ -72,11 +83,10 @@ class SummarySkip(nn.Module):
 
     def __init__(self, spatial_dims: int, in_channels: int, embed_dim: int) -> None:
         super().__init__()
-        self.cells = GRID_CELLS[spatial_dims]
-        width = in_channels * (len(STATISTICS) + math.prod(self.cells))
+        width = full_grid_width(spatial_dims, in_channels)
         self.scale = nn.BatchNorm1d(width, affine=False)
         self.linear = nn.Linear(width, embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, *spatial)`` to ``(batch, embed_dim)``."""
-        return self.linear(self.scale(summary_features(x, self.cells)))
+        return self.linear(self.scale(full_grid_summary(x)))

@@ -20,30 +20,25 @@ absent modality the way the classical baselines and their Shapley game do (featu
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from clinfuse.encoders import EncoderSpec, encoder_kind
-from clinfuse.encoders.summary import GRID_CELLS, STATISTICS, summary_features
+from clinfuse.encoders.summary import full_grid_summary, full_grid_width
 
 
 def linear_features(x: torch.Tensor) -> torch.Tensor:
     """What the linear base reads of a batch: a feature vector ``(n, F)`` as it is, a spatial input
-    ``(n, C, *spatial)`` as its intensity statistics and full pooled grid (:data:`GRID_CELLS`, the same width
-    whatever the input's size)."""
-    if x.ndim == 2:
-        return x
-    return summary_features(x, GRID_CELLS[x.ndim - 2])
+    ``(n, C, *spatial)`` as its intensity statistics and full pooled grid (the same width whatever the input's
+    size, :func:`~clinfuse.encoders.summary.full_grid_summary`)."""
+    return x if x.ndim == 2 else full_grid_summary(x)
 
 
 def linear_width(spec: EncoderSpec) -> int:
     """Width of :func:`linear_features` for the inputs of a modality's encoder."""
     if encoder_kind(spec.name) == "vector":
         return int(spec.args["in_features"])
-    channels, dims = int(spec.args["in_channels"]), int(spec.args["spatial_dims"])
-    return channels * (len(STATISTICS) + math.prod(GRID_CELLS[dims]))
+    return full_grid_width(int(spec.args["spatial_dims"]), int(spec.args["in_channels"]))
 
 
 class LinearTerm(nn.Module):
