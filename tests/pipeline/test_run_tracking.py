@@ -45,6 +45,10 @@ def test_parent_model_and_fold_runs(compare_run: CompareRun) -> None:
         assert children[name].data.tags["kind"] == "classical"
         assert {"test_auroc", "fold0_val_auroc", "fold1_val_auroc"} <= set(children[name].data.metrics)
         assert parent.data.metrics[f"{name}.test_auroc"] == children[name].data.metrics["test_auroc"]
+        if name == "logistic_regression":  # the penalty each fold's inner CV chose, for a reviewer to see
+            params = children[name].data.params
+            assert {params["fold0_penalty"], params["fold1_penalty"]} <= {"l1", "l2"}
+            assert float(params["fold0_C"]) > 0
         assert not _children(runs, children[name].info.run_id)
     for name, model_run in ((n, r) for n, r in children.items() if n in MODELS):
         assert model_run.info.status == "FINISHED"

@@ -241,3 +241,76 @@ def test_plans_sharing_fold_inputs_fit_them_once_and_predict_the_same(binary, tm
     assert all(a.features is b.features for a, b in zip(linear.folds, boosting.folds, strict=True))
     for name, model in again.items():
         np.testing.assert_allclose(model.test.logits, trained[name].test.logits, rtol=1e-10, atol=1e-10)
+
+
+def _sparse_binary(n: int, p: int, prevalence_shift: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` patients, three informative columns among ``p``; a negative shift makes the outcome rare."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, p))
+    logit = prevalence_shift + 1.5 * (x[:, 0] - x[:, 1] + x[:, 2])
+    return x, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+
+
+def test_logistic_search_keeps_the_lasso_where_few_of_many_columns_carry_the_label() -> None:
+    """Three informative columns among 150 and 200 patients: the inner CV prefers the lasso over ridge, which
+    zeroes most noise columns, keeps the informative ones, and (its intercept barely penalised) the base rate."""
+    from sklearn.metrics import roc_auc_score
+
+    from clinfuse.training.estimators import make_estimator
+
+    x, y = _sparse_binary(400, 150, -1.5, seed=1)
+    model = make_estimator("logistic_regression", "binary", 0, y[:200], x.shape[1]).fit(x[:200], y[:200])
+    chosen = model.best_estimator_.named_steps["logisticregression"]
+    assert chosen.solver == "liblinear"
+    coef = chosen.coef_.ravel()
+    assert np.all(coef[:3] != 0) and np.mean(coef[3:] == 0) > 0.6
+    assert roc_auc_score(y[200:], model.decision_function(x[200:])) > 0.85
+    mean_risk = model.predict_proba(x[:200])[:, 1].mean()
+    assert mean_risk == pytest.approx(y[:200].mean(), abs=0.04)
+
+
+def test_logistic_search_leaves_the_lasso_out_above_the_cell_budget_and_for_multiclass() -> None:
+    from clinfuse.training import estimators
+
+    y = np.array([0, 1] * 50)
+    with_lasso = estimators.make_estimator("logistic_regression", "binary", 0, y, 20)
+    assert [g["logisticregression"][0].solver for g in with_lasso.param_grid] == ["lbfgs", "liblinear"]
+    wide = int(estimators._LASSO_MAX_CELLS // len(y)) + 1
+    ridge_only = estimators.make_estimator("logistic_regression", "binary", 0, y, wide)
+    assert [g["logisticregression"][0].solver for g in ridge_only.param_grid] == ["lbfgs"]
+    multiclass = estimators.make_estimator("logistic_regression", "multiclass", 0, np.arange(99) % 3, 20)
+    assert [g["logisticregression"][0].solver for g in multiclass.param_grid] == ["lbfgs"]
+
+
+def test_logistic_search_keeps_ridge_where_every_column_carries_a_little() -> None:
+    """Every one of 60 columns moves the label a little: the lasso's sparse fit is no better, so ridge is kept."""
+    from clinfuse.training.estimators import make_estimator
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((240, 60))
+    y = (rng.random(240) < 1 / (1 + np.exp(-0.2 * x.sum(axis=1)))).astype(int)
+    model = make_estimator("logistic_regression", "binary", 0, y, x.shape[1]).fit(x, y)
+    assert model.best_estimator_.named_steps["logisticregression"].solver == "lbfgs"
+    assert np.all(model.best_estimator_.named_steps["logisticregression"].coef_ != 0)
+
+
+def test_lasso_replaces_ridge_only_when_it_wins_by_more_than_one_standard_error() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from clinfuse.training.estimators import _lasso_logistic, _ridge_unless_lasso_clearly_better
+
+    ridge, lasso = LogisticRegression(), _lasso_logistic(0)
+
+    def results(lasso_mean: float) -> dict:
+        # Three inner folds; the lasso's scores spread by 0.03 (one standard error: 0.03 / sqrt(3) = 0.017).
+        return {
+            "param_logisticregression": [ridge, ridge, lasso, lasso],
+            "mean_test_score": [0.70, 0.75, lasso_mean, 0.60],
+            "std_test_score": [0.02, 0.02, 0.03, 0.03],
+            **{f"split{k}_test_score": [0.0] * 4 for k in range(3)},
+        }
+
+    assert _ridge_unless_lasso_clearly_better(results(0.76)) == 1  # ahead by 0.01: within the noise
+    assert _ridge_unless_lasso_clearly_better(results(0.78)) == 2  # ahead by 0.03: clearly better
+    failed = results(0.78) | {"mean_test_score": [0.70, 0.75, float("nan"), float("nan")]}
+    assert _ridge_unless_lasso_clearly_better(failed) == 1  # lasso fits that failed never win

@@ -20,8 +20,9 @@ from clinfuse import outputs
 from clinfuse.cohort import Cohort, Splits
 from clinfuse.config import ExperimentConfig
 from clinfuse.explain import ModalityShapley, modality_shapley
-from clinfuse.tracking import log_final_metrics, start_child_run
+from clinfuse.tracking import log_final_metrics, log_params_flat, start_child_run
 from clinfuse.training.classical import ClassicalFold, classical_plans, combine_blocks, logits, train_classical
+from clinfuse.training.estimators import chosen_penalty
 from clinfuse.training.evaluate import model_metrics
 from clinfuse.training.loop import scores_from_logits
 from clinfuse.training.run import TrainedModel
@@ -44,6 +45,8 @@ def run_classical(
             metrics[plan.name] = model_metrics(model, cohort, splits, config.evaluation, config.seed)
             for fold in model.folds:
                 log_final_metrics(f"fold{fold.fold}_val", fold.val_metrics)
+                penalty = chosen_penalty(fold.estimator)
+                log_params_flat({f"fold{fold.fold}_{key}": value for key, value in penalty.items()})
             log_final_metrics("test", metrics[plan.name]["test"])
         trained.append(model)
     return trained

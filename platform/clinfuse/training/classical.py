@@ -147,8 +147,8 @@ def train_classical(
         features = shared[key]
         y_train = cohort.y[train_idx]
         time_train = None if cohort.time is None else cohort.time[train_idx]
-        estimator = make_estimator(plan.name, task, config.seed + fold, y_train)
         x_train = design_matrix(features, train_idx, presence[train_idx])
+        estimator = make_estimator(plan.name, task, config.seed + fold, y_train, x_train.shape[1])
         estimator = fit_estimator(estimator, x_train, estimator_target(task, y_train, time_train), train_idx)
         val_logits = logits(estimator, design_matrix(features, val_idx, presence[val_idx]), n_outputs)
         val_scores = scores_from_logits(val_logits, task)

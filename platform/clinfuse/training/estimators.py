@@ -1,5 +1,12 @@
 """The classical estimators: penalised logistic or Cox regression (penalty by inner CV) and gradient boosting.
 
+Logistic regression searches ridge (L2) penalties and, for binary labels, lasso (L1) penalties. A gene table or a
+pooled image grid often carries a few informative columns among many, where the lasso's sparse fit is ahead; where
+every column carries a little, ridge is. The inner cross-validation keeps the best ridge penalty unless the best
+lasso penalty beats it by more than one standard error, because on a small cohort the family chosen by a noisy
+inner score alone can cost more than it gains (docs/results.md, "Lasso or ridge"). Cox regression is
+elastic-net.
+
 :mod:`clinfuse.training.classical` fits them as baselines on a run's folds; :mod:`clinfuse.training.linear_base`
 fits the penalised regression as the base of a deep model on the same folds.
 """
@@ -17,6 +24,13 @@ from clinfuse.training.survival import concordance_index
 # Penalties searched by the inner cross-validation (inverse strength C for logistic regression).
 _C_GRID = np.logspace(-4, 2, 10)
 _INNER_FOLDS = 3
+# The lasso's weak penalties cost the most (liblinear: 4-7 CPU-s a fit at 3,333 x 2,030 and C >= 1, against
+# 0.3-0.9 s at C <= 0.1) and fit like ridge there, so its grid stops at C = 1.
+_C_GRID_LASSO = _C_GRID[_C_GRID <= 1.0]
+# Above this many training cells (patients x features) the lasso is not searched: its fits grow with the cells
+# (at 10^4 x 2,000 the search takes 74 CPU-s against ridge's 21, so about 12 minutes a fold at 10^5), and with
+# that many patients per feature its sparsity gains little over ridge.
+_LASSO_MAX_CELLS = 2e7
 
 # Shortest penalty path tried last: the smallest penalty as a share of the largest (sksurv's alpha_min_ratio).
 _ALPHA_MIN_RATIOS = (0.01, 0.05, 0.2, 0.5)
@@ -26,7 +40,7 @@ class ClassicalFitError(ClinfuseError):
     """A classical baseline cannot be fitted on these data."""
 
 
-def _linear(task: str, seed: int, n_train: int, y_train: np.ndarray) -> Any:
+def _linear(task: str, seed: int, n_train: int, y_train: np.ndarray, n_features: int | None) -> Any:
     from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -41,9 +55,52 @@ def _linear(task: str, seed: int, n_train: int, y_train: np.ndarray) -> Any:
 
     smallest = int(np.bincount(y_train).min())
     inner = StratifiedKFold(max(2, min(_INNER_FOLDS, smallest)), shuffle=True, random_state=seed)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    ridge = LogisticRegression(max_iter=5000)
+    grid: list[dict[str, Any]] = [{"logisticregression": [ridge], "logisticregression__C": _C_GRID}]
+    if task == "binary" and (n_features is None or n_train * n_features <= _LASSO_MAX_CELLS):
+        grid.append({"logisticregression": [_lasso_logistic(seed)], "logisticregression__C": _C_GRID_LASSO})
     scoring = "roc_auc" if task == "binary" else "neg_log_loss"
-    return GridSearchCV(model, {"logisticregression__C": _C_GRID}, scoring=scoring, cv=inner, error_score=np.nan)
+    return GridSearchCV(
+        make_pipeline(StandardScaler(), ridge),
+        grid,
+        scoring=scoring,
+        cv=inner,
+        error_score=np.nan,
+        refit=_ridge_unless_lasso_clearly_better,
+    )
+
+
+def _ridge_unless_lasso_clearly_better(results: dict[str, Any]) -> int:
+    """The grid point to refit: the best ridge penalty, unless the best lasso penalty scores higher by more than
+    one standard error of its inner-fold scores (the one-standard-error rule across the two families)."""
+    scores = np.nan_to_num(np.asarray(results["mean_test_score"], dtype=float), nan=-np.inf)
+    spread = np.nan_to_num(np.asarray(results["std_test_score"], dtype=float), nan=np.inf)
+    folds = sum(key.startswith("split") and key.endswith("_test_score") for key in results)
+    lasso = np.array([getattr(m, "solver", "") == "liblinear" for m in results["param_logisticregression"]])
+    ridge_best = int(np.flatnonzero(~lasso)[np.argmax(scores[~lasso])])
+    if not lasso.any():
+        return ridge_best
+    lasso_best = int(np.flatnonzero(lasso)[np.argmax(scores[lasso])])
+    margin = spread[lasso_best] / np.sqrt(max(folds, 1))
+    return lasso_best if scores[lasso_best] > scores[ridge_best] + margin else ridge_best
+
+
+def _lasso_logistic(seed: int) -> Any:
+    """An L1-penalised logistic regression (liblinear's coordinate descent, far faster than saga here)."""
+    import inspect
+
+    from sklearn.linear_model import LogisticRegression
+
+    # liblinear penalises the intercept like a coefficient; a large intercept scaling makes that penalty
+    # negligible, so a rare outcome keeps its base rate. scikit-learn 1.8 reads the penalty from l1_ratio and
+    # deprecates ``penalty``; earlier releases need penalty="l1".
+    options: dict[str, Any] = {"solver": "liblinear", "intercept_scaling": 100.0, "max_iter": 5000}
+    options["random_state"] = seed
+    if inspect.signature(LogisticRegression).parameters["penalty"].default == "deprecated":
+        options["l1_ratio"] = 1.0
+    else:
+        options["penalty"] = "l1"
+    return LogisticRegression(**options)
 
 
 class _CoxnetCV:
@@ -203,11 +260,27 @@ def _signed_times(time: np.ndarray, event: np.ndarray) -> np.ndarray:
     return np.where(event, time, -time)
 
 
-def make_estimator(name: str, task: str, seed: int, y_train: np.ndarray) -> Any:
-    """An unfitted classical estimator of ``name`` (``*_regression`` or ``gradient_boosting``)."""
+def make_estimator(name: str, task: str, seed: int, y_train: np.ndarray, n_features: int | None = None) -> Any:
+    """An unfitted classical estimator of ``name`` (``*_regression`` or ``gradient_boosting``).
+
+    ``n_features`` (the design matrix's columns) bounds the logistic regression's search: the lasso is left out
+    above ``_LASSO_MAX_CELLS`` training cells; None searches it.
+    """
     if name == "gradient_boosting":
         return _boosting(task, seed, len(y_train))
-    return _linear(task, seed, len(y_train), y_train)
+    return _linear(task, seed, len(y_train), y_train, n_features)
+
+
+def chosen_penalty(estimator: Any) -> dict[str, str]:
+    """The penalty a fitted penalised regression's inner CV chose (``penalty`` l1/l2 and ``C``, or the Cox
+    ``alpha``); empty for gradient boosting."""
+    if isinstance(estimator, _CoxnetCV):
+        return {"penalty": "elastic-net", "alpha": f"{estimator.alpha_:.4g}"}
+    best = getattr(estimator, "best_estimator_", None)
+    if best is None:
+        return {}
+    model = best.named_steps["logisticregression"]
+    return {"penalty": "l1" if model.solver == "liblinear" else "l2", "C": f"{model.C:.4g}"}
 
 
 def estimator_target(task: str, y: np.ndarray, time: np.ndarray | None) -> np.ndarray:

@@ -71,7 +71,7 @@ def linear_fit(
     time = None if cohort.time is None else cohort.time[train]
     regression = "cox_regression" if task == "survival" else "logistic_regression"
     try:
-        estimator = make_estimator(regression, task, seed, y)
+        estimator = make_estimator(regression, task, seed, y, x.shape[1])
         estimator = fit_estimator(estimator, x, estimator_target(task, y, time), train)
     except (ClinfuseError, ValueError, ArithmeticError) as exc:
         reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
