@@ -194,6 +194,7 @@ def test_report_says_how_many_folds_kept_their_linear_base(compare_run: CompareR
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     assert f"{kept} of {len(epochs)} folds kept the base alone" in html
     assert "The deep models start from a linear base" in html
+    assert "The classical baselines use the deep models" in html  # how their penalty was chosen
     # every deep model's every fold starts with epoch 0: the base's validation metrics, before any step
     history = pd.read_csv(run_dir / "history.csv")
     start = history[history["epoch"] == 0]

@@ -108,6 +108,12 @@ class RunFolder:
         return bool(isinstance(fusion, dict) and fusion.get("linear_base", False))
 
     @property
+    def classical_models(self) -> list[str]:
+        """The run's classical baselines (``kind: classical`` in metrics.json), in metrics order."""
+        metrics = self.get("metrics.json") or {}
+        return [str(m) for m, entry in metrics.items() if isinstance(entry, dict) and entry.get("kind") == "classical"]
+
+    @property
     def primary_model(self) -> str | None:
         """The model the run is about: run_info's ``model_name``, else the first fusion model in metrics."""
         name = self.run_info.get("model_name")
