@@ -76,13 +76,18 @@ def _ridge_unless_lasso_clearly_better(results: dict[str, Any]) -> int:
     scores = np.nan_to_num(np.asarray(results["mean_test_score"], dtype=float), nan=-np.inf)
     spread = np.nan_to_num(np.asarray(results["std_test_score"], dtype=float), nan=np.inf)
     folds = sum(key.startswith("split") and key.endswith("_test_score") for key in results)
-    lasso = np.array([getattr(m, "solver", "") == "liblinear" for m in results["param_logisticregression"]])
+    lasso = np.array([_is_lasso(m) for m in results["param_logisticregression"]])
     ridge_best = int(np.flatnonzero(~lasso)[np.argmax(scores[~lasso])])
     if not lasso.any():
         return ridge_best
     lasso_best = int(np.flatnonzero(lasso)[np.argmax(scores[lasso])])
     margin = spread[lasso_best] / np.sqrt(max(folds, 1))
     return lasso_best if scores[lasso_best] > scores[ridge_best] + margin else ridge_best
+
+
+def _is_lasso(model: Any) -> bool:
+    """Whether a logistic regression of the search is its lasso candidate (the only one liblinear solves)."""
+    return getattr(model, "solver", "") == "liblinear"
 
 
 def _lasso_logistic(seed: int) -> Any:
@@ -94,8 +99,12 @@ def _lasso_logistic(seed: int) -> Any:
     # liblinear penalises the intercept like a coefficient; a large intercept scaling makes that penalty
     # negligible, so a rare outcome keeps its base rate. scikit-learn 1.8 reads the penalty from l1_ratio and
     # deprecates ``penalty``; earlier releases need penalty="l1".
-    options: dict[str, Any] = {"solver": "liblinear", "intercept_scaling": 100.0, "max_iter": 5000}
-    options["random_state"] = seed
+    options: dict[str, Any] = {
+        "solver": "liblinear",
+        "intercept_scaling": 100.0,
+        "max_iter": 5000,
+        "random_state": seed,
+    }
     if inspect.signature(LogisticRegression).parameters["penalty"].default == "deprecated":
         options["l1_ratio"] = 1.0
     else:
@@ -280,7 +289,7 @@ def chosen_penalty(estimator: Any) -> dict[str, str]:
     if best is None:
         return {}
     model = best.named_steps["logisticregression"]
-    return {"penalty": "l1" if model.solver == "liblinear" else "l2", "C": f"{model.C:.4g}"}
+    return {"penalty": "l1" if _is_lasso(model) else "l2", "C": f"{model.C:.4g}"}
 
 
 def estimator_target(task: str, y: np.ndarray, time: np.ndarray | None) -> np.ndarray:
