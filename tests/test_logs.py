@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from clinfuse import logs
 from clinfuse.logs import LOGGER, configure_console, run_log, stage, stage_seconds
 from clinfuse.pipeline.callbacks import LogCallback
 
@@ -65,15 +66,23 @@ def test_run_log_restores_process_state() -> None:
     assert not any(type(h).__name__ == "_RunLogHandler" for h in logging.getLogger().handlers)
 
 
-def test_stage_durations_are_collected_and_failures_logged(caplog: pytest.LogCaptureFixture) -> None:
+def test_stage_durations_are_collected_and_failures_logged(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scripted clocks: the process CPU clock counts every thread, so a real sleep does not pin it down (another
+    # thread of the test process may run meanwhile). Each stage reads both clocks once at its start and once at
+    # its end: "caching" spends 0.3 s of wall time and 0.1 s of CPU.
+    wall, cpu_clock = iter([10.0, 10.3, 20.0, 20.4]), iter([5.0, 5.1, 6.0, 6.2])
+    monkeypatch.setattr(
+        logs, "time", SimpleNamespace(perf_counter=lambda: next(wall), process_time=lambda: next(cpu_clock))
+    )
     with stage_seconds() as seconds, stage_seconds(cpu=True) as cpu:
         with stage("caching", patients=12):
-            sum(range(3_000_000))  # CPU work, then a wait that takes wall time and no CPU
-            time.sleep(0.2)
+            pass
         with pytest.raises(RuntimeError), stage("training gated"):
             raise RuntimeError("boom")
-    assert set(seconds) == {"caching"} == set(cpu) and 0.2 <= seconds["caching"] < 2
-    assert 0 < cpu["caching"] < seconds["caching"] - 0.15
+    assert set(seconds) == {"caching"} == set(cpu)  # a failed stage is not collected
+    assert seconds["caching"] == pytest.approx(0.3) and cpu["caching"] == pytest.approx(0.1)
     messages = [r.getMessage() for r in caplog.records]
     assert "caching: started (patients=12)" in messages
     assert any(m.startswith("training gated: stopped after") for m in messages)

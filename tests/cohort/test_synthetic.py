@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,10 +13,8 @@ from clinfuse.cohort import ensure_demo_cohort, load_cohort, synthesize_cohort
 from clinfuse.errors import CohortError
 
 
-def test_fast_and_truthful(tmp_path: Path) -> None:
-    start = time.perf_counter()
+def test_truth_file_matches_the_cohort(tmp_path: Path) -> None:
     root = synthesize_cohort(tmp_path / "c", patients=40, spatial_dims=3, size=16, seed=0)
-    assert time.perf_counter() - start < 2.0
     truth = json.loads((root / "truth.json").read_text())
     cohort = load_cohort(root)
     assert cohort.n == 40 and cohort.presence.all()
